@@ -1,0 +1,5 @@
+import sys
+
+from lrlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,35 @@
+"""The ``lrlab`` command. Each command group lives in its own module with a ``register`` hook."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules under lrlab.cli that add subcommands: each defines register(subparsers).
+COMMAND_MODULES = ("schedules_cmd", "theory_cmd", "sweep_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrlab", description="The learning rate, measured.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(f"lrlab.cli.{mod}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"lrlab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

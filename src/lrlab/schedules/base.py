@@ -1,0 +1,123 @@
+"""The ``Schedule`` base class: a small immutable object for the factor s(t).
+
+The learning rate at step t is ``eta_t = eta0 * s(t)``. Steps are 0-indexed: t = 0 is the
+first optimizer step. Schedules with a horizon ``steps = T`` are clamped past it:
+``s(t) = s(T)`` for t >= T (they never rebound).
+
+Every schedule evaluates an int (returns a float) or a NumPy array of steps (returns a float64
+array of the same shape) in one call, and round-trips through ``to_dict``/``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+_REGISTRY: dict[str, type[Schedule]] = {}
+
+
+def registry() -> dict[str, type[Schedule]]:
+    """Name -> schedule class, for every registered schedule."""
+    return dict(_REGISTRY)
+
+
+class Schedule:
+    """Base class. Subclasses are frozen dataclasses that implement ``_eval``.
+
+    ``_eval`` receives a float64 array of non-negative steps and returns s(t) element-wise.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+                raise TypeError(f"schedule name {cls.name!r} is registered twice")
+            _REGISTRY[cls.name] = cls
+
+    # -- evaluation -------------------------------------------------------------------------
+    @property
+    def horizon(self) -> int | None:
+        """The number of steps T the schedule is defined over, or None if it has none."""
+        return getattr(self, "steps", None)
+
+    def __call__(self, t: Any) -> Any:
+        arr = np.asarray(t, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("t must be finite")
+        if np.any(arr < 0):
+            raise ValueError("t must be >= 0 (steps are 0-indexed)")
+        out = np.asarray(self._eval(arr), dtype=np.float64)
+        if out.shape != arr.shape:
+            out = np.broadcast_to(out, arr.shape).copy()
+        return float(out) if out.ndim == 0 else out
+
+    def _eval(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def values(self, steps: int | None = None) -> np.ndarray:
+        """s(0), ..., s(T-1) as an array (T defaults to the schedule's horizon)."""
+        n = steps if steps is not None else self.horizon
+        if n is None:
+            raise ValueError(f"{self!r} has no horizon: pass steps")
+        return self(np.arange(int(n)))
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible description; ``Schedule.from_dict`` rebuilds an equal object."""
+        out: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[f.name] = _encode(getattr(self, f.name))
+        return out
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Schedule:
+        if not isinstance(d, dict) or "name" not in d:
+            raise ValueError(f"a schedule dict needs a 'name' key, got {d!r}")
+        name = d["name"]
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        cls = _REGISTRY[name]
+        kwargs = {k: _decode(v) for k, v in d.items() if k != "name"}
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(
+            f"{f.name}={_short(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        )
+        return f"{self.name}({args})"
+
+
+def _encode(v: Any) -> Any:
+    if isinstance(v, Schedule):
+        return v.to_dict()
+    if isinstance(v, np.ndarray):
+        return [_encode(x) for x in v.tolist()]
+    if isinstance(v, (tuple, list)):
+        return [_encode(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, dict) and "name" in v:
+        return Schedule.from_dict(v)
+    if isinstance(v, list):
+        return tuple(_decode(x) for x in v)
+    return v
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (tuple, list, np.ndarray)) and len(v) > 6:
+        head = ", ".join(_short(x) for x in list(v)[:3])
+        return f"[{head}, ... ({len(v)} items)]"
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return repr(v)
