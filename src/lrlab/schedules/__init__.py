@@ -3,6 +3,7 @@
 A schedule is the dimensionless factor s(t); the learning rate is ``eta_t = eta0 * s(t)``.
 """
 
+from lrlab.schedules.array import FromArray
 from lrlab.schedules.base import Schedule, registry
 from lrlab.schedules.decay import (
     Constant,
@@ -20,6 +21,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "Exponential",
+    "FromArray",
     "InverseSqrt",
     "Linear",
     "Polynomial",
