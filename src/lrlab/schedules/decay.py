@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab._checks import check_int, check_real
+from lrlab._checks import check_array, check_int, check_real
 from lrlab.schedules.base import Schedule
 
 
@@ -51,6 +51,32 @@ class Step(Schedule):
 
 
 @dataclass(frozen=True, repr=False)
+class MultiStep(Schedule):
+    """s(t) = gamma ** (number of milestones m with m <= t). No horizon.
+
+    Milestones are strictly increasing steps >= 1; equals ``MultiStepLR``. gamma in (0, 1].
+
+    Example: ``MultiStep((2, 4), gamma=0.5)(np.arange(6))`` -> ``[1, 1, .5, .5, .25, .25]``.
+    """
+
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+    name = "multistep"
+
+    def __post_init__(self) -> None:
+        arr = check_array("milestones", self.milestones)
+        ms = tuple(check_int(f"milestones[{i}]", v, lo=1) for i, v in enumerate(arr))
+        if any(b <= a for a, b in zip(ms, ms[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {ms}")
+        _set(self, "milestones", ms)
+        _set(self, "gamma", check_real("gamma", self.gamma, 0.0, 1.0, lo_open=True))
+
+    def _eval(self, t: np.ndarray) -> np.ndarray:
+        passed = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
+        return self.gamma**passed
+
+
+@dataclass(frozen=True, repr=False)
 class Exponential(Schedule):
     """s(t) = gamma ** t, gamma in (0, 1]. No horizon; equals ``ExponentialLR``."""
 
@@ -83,24 +109,30 @@ class InverseSqrt(Schedule):
 
 @dataclass(frozen=True, repr=False)
 class Polynomial(Schedule):
-    """s(t) = (1 - min(t, T)/T) ** power, power > 0, horizon T = steps >= 1.
+    """s(t) = s_min + (1 - s_min) * (1 - min(t, T)/T) ** power, power > 0, horizon T = steps.
 
-    s(0) = 1, s(T-1) = (1/T)**power > 0 (the last optimizer step still moves), s(t >= T) = 0.
-    Paper 000: a peak misspecified by rho costs O(rho ** (1 / (2 power + 1))).
-    Equals transformers' ``get_polynomial_decay_schedule_with_warmup`` with no warm-up and
-    ``lr_end = 0``.
+    s(0) = 1, s(T-1) = s_min + (1 - s_min) (1/T)**power > 0 (the last optimizer step still
+    moves), s(t >= T) = s_min (default 0). Paper 000: a peak misspecified by rho costs
+    O(rho ** (1 / (2 power + 1))). Equals ``PolynomialLR(total_iters=T, power=power)`` and
+    transformers' ``get_polynomial_decay_schedule_with_warmup`` with no warm-up and
+    ``lr_end = s_min * lr_init``.
+
+    Example: ``Polynomial(4, power=2)(np.arange(5))`` -> ``[1, .5625, .25, .0625, 0]``.
     """
 
     steps: int
     power: float = 1.0
+    s_min: float = 0.0
     name = "polynomial"
 
     def __post_init__(self) -> None:
         _set(self, "steps", check_int("steps", self.steps, lo=1))
         _set(self, "power", check_real("power", self.power, 0.0, lo_open=True))
+        _set(self, "s_min", check_real("s_min", self.s_min, 0.0, 1.0))
 
     def _eval(self, t: np.ndarray) -> np.ndarray:
-        return (1.0 - np.minimum(t, self.steps) / self.steps) ** self.power
+        frac = 1.0 - np.minimum(t, self.steps) / self.steps
+        return self.s_min + (1.0 - self.s_min) * frac**self.power
 
 
 @dataclass(frozen=True, repr=False)
