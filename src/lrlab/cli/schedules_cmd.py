@@ -1,5 +1,203 @@
-"""Placeholder: this command group registers nothing yet."""
+"""``lrlab schedules list`` and ``lrlab schedules plot NAME [NAME ...] [--param value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from lrlab.schedules import Schedule, registry
+
+PLOT_USAGE = (
+    "lrlab schedules plot NAME [NAME ...] [--PARAM VALUE ...] --steps T -o FILE.png [--logy]"
+)
+PLOT_HELP = """\
+Plot s(t) for t = 0..T-1 of one or more registered schedules into a PNG.
+
+Parameters are the schedule's own fields (see `lrlab schedules list`), written --name value
+(dashes or underscores). A parameter applies to every named schedule that has it; a schedule
+with a `steps` field gets T unless --PARAM steps is overridden by the schedule's own value.
+Lists are comma-separated (--milestones 30,60,90); nested schedules are JSON
+(--schedule '{"name": "cosine", "steps": 900}').
+
+example: lrlab schedules plot cosine linear polynomial --power 2 --steps 1000 -o s.png
+"""
 
 
-def register(subparsers) -> None:  # noqa: ARG001
-    return None
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("schedules", help="list and plot the built-in schedules")
+    sub = p.add_subparsers(dest="schedules_command", metavar="ACTION", required=True)
+    lst = sub.add_parser("list", help="names, one-line descriptions and parameters")
+    lst.set_defaults(func=cmd_list)
+    plot = sub.add_parser(
+        "plot",
+        help="plot schedules to a PNG",
+        usage=PLOT_USAGE,
+        description=PLOT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("spec", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    plot.set_defaults(func=cmd_plot)
+
+
+# -- list ------------------------------------------------------------------------------------
+def _param_text(field: dataclasses.Field) -> str:
+    text = f"{field.name}: {field.type}"
+    if field.default is not dataclasses.MISSING:
+        text += f" = {field.default!r}"
+    return text
+
+
+def describe(cls: type[Schedule]) -> tuple[str, str]:
+    """(one-line description, parameter list) of a schedule class."""
+    doc = (cls.__doc__ or "").strip().splitlines()
+    params = ", ".join(_param_text(f) for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return (doc[0] if doc else ""), (params or "(none)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
+    for name, cls in sorted(registry().items()):
+        line, params = describe(cls)
+        print(f"{name:<15} {line}")
+        print(f"{'':<15}   params: {params}")
+    return 0
+
+
+# -- plot ------------------------------------------------------------------------------------
+def _convert(field: dataclasses.Field, raw: str) -> Any:
+    kind = str(field.type)
+    if "Schedule" in kind:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--{field.name} must be JSON (a schedule dict): {exc}") from None
+        if isinstance(value, list):
+            return tuple(Schedule.from_dict(v) for v in value)
+        return Schedule.from_dict(value)
+    if kind.startswith("tuple"):
+        try:
+            return tuple(float(x) for x in raw.split(",") if x.strip())
+        except ValueError:
+            msg = f"--{field.name} must be comma-separated numbers, got {raw!r}"
+            raise ValueError(msg) from None
+    if kind == "bool":
+        low = raw.lower()
+        if low not in ("true", "false", "1", "0"):
+            raise ValueError(f"--{field.name} must be true or false, got {raw!r}")
+        return low in ("true", "1")
+    if kind == "str":
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        if "str" in kind:
+            return raw
+        raise ValueError(f"--{field.name} must be a number, got {raw!r}") from None
+
+
+def parse_plot_spec(spec: list[str]) -> tuple[list[str], dict[str, str], int, str, bool]:
+    """Split ``NAME ... --key value ...`` into (names, params, steps, output, logy)."""
+    names = []
+    i = 0
+    while i < len(spec) and not spec[i].startswith("-"):
+        names.append(spec[i])
+        i += 1
+    if not names:
+        raise ValueError(f"name at least one schedule; usage: {PLOT_USAGE}")
+    opts: dict[str, str] = {}
+    logy = False
+    while i < len(spec):
+        key = spec[i]
+        if key == "--logy":
+            logy = True
+            i += 1
+            continue
+        if not key.startswith("-"):
+            raise ValueError(f"expected --PARAM VALUE, got {key!r}; usage: {PLOT_USAGE}")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(spec):
+            value = spec[i + 1]
+            i += 2
+        else:
+            raise ValueError(f"{key} needs a value")
+        name = "output" if key == "-o" else key.lstrip("-").replace("-", "_")
+        if name in opts:
+            raise ValueError(f"--{name} given twice")
+        opts[name] = value
+    if "steps" not in opts or "output" not in opts:
+        raise ValueError(f"--steps T and -o FILE.png are required; usage: {PLOT_USAGE}")
+    try:
+        steps = int(opts.pop("steps"))
+    except ValueError:
+        raise ValueError("--steps must be an integer >= 1") from None
+    if steps < 1:
+        raise ValueError(f"--steps must be an integer >= 1, got {steps}")
+    return names, opts, steps, opts.pop("output"), logy
+
+
+def build(name: str, params: dict[str, str], steps: int) -> Schedule:
+    """The schedule ``name`` from string parameters; ``steps`` fills a ``steps`` field."""
+    known = registry()
+    if name not in known:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(known))}")
+    cls = known[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: _convert(fields[k], v) for k, v in params.items() if k in fields}
+    if "steps" in fields and "steps" not in kwargs:
+        kwargs["steps"] = steps
+    required = [
+        f.name
+        for f in fields.values()
+        if f.default is dataclasses.MISSING and f.name not in kwargs
+    ]
+    if required:
+        flags = ", ".join(f"--{r.replace('_', '-')}" for r in required)
+        raise ValueError(f"schedule {name!r} needs {flags} (see `lrlab schedules list`)")
+    return cls(**kwargs)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    names, params, steps, output, logy = parse_plot_spec(list(args.spec))
+    known = registry()
+    for key in params:
+        owners = [
+            n for n in names if n in known and key in {f.name for f in dataclasses.fields(known[n])}
+        ]
+        if not owners and all(n in known for n in names):
+            allowed = sorted({f.name for n in names for f in dataclasses.fields(known[n])})
+            raise ValueError(
+                f"unknown parameter --{key} for {', '.join(names)}; allowed: "
+                f"{', '.join('--' + a for a in allowed) or '(none)'}"
+            )
+    schedules = [build(n, params, steps) for n in names]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(steps)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for sched in schedules:
+        ax.plot(t, sched(t), label=repr(sched), linewidth=1.6)
+    ax.set_xlabel("optimizer step t (0-indexed)")
+    ax.set_ylabel("s(t) = lr / peak lr")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(0, max(steps - 1, 1))
+    if len(schedules) == 1:
+        ax.set_title(repr(schedules[0]), fontsize=10)
+    else:
+        ax.set_title(f"{len(schedules)} schedules over {steps} steps", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+    print(f"wrote {output}")
+    return 0

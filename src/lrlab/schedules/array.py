@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,10 +18,13 @@ class FromArray(Schedule):
     value per step, the last at t = n - 1). s(t >= steps) = values[-1]. Values must be finite
     and >= 0; at least 2 are needed. This is the output type of ``lrlab.refine``.
 
+    The ``values`` field shadows the ``Schedule.values(T)`` method on instances of this class:
+    evaluate ``s(np.arange(T))`` instead.
+
     Example: ``FromArray([1.0, 0.5, 0.0], steps=4)(np.arange(5))`` -> ``[1, .75, .5, .25, 0]``.
     """
 
-    values: tuple[float, ...]
+    values: tuple[float, ...] = field()  # no default (the base class has a `values` method)
     steps: int | None = None
     name = "from_array"
 

@@ -51,7 +51,7 @@ class Join(Schedule):
                 f"boundaries must have len(schedules) - 1 = {len(parts) - 1} entries, "
                 f"got {len(bounds)}"
             )
-        if any(b <= a for a, b in zip(bounds, bounds[1:])):
+        if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError(f"boundaries must be strictly increasing, got {bounds}")
         object.__setattr__(self, "schedules", parts)
         object.__setattr__(self, "boundaries", bounds)

@@ -66,7 +66,7 @@ class MultiStep(Schedule):
     def __post_init__(self) -> None:
         arr = check_array("milestones", self.milestones)
         ms = tuple(check_int(f"milestones[{i}]", v, lo=1) for i, v in enumerate(arr))
-        if any(b <= a for a, b in zip(ms, ms[1:])):
+        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
             raise ValueError(f"milestones must be strictly increasing, got {ms}")
         _set(self, "milestones", ms)
         _set(self, "gamma", check_real("gamma", self.gamma, 0.0, 1.0, lo_open=True))

@@ -19,7 +19,7 @@ def _start_value(start: float | str, warmup: int) -> float:
             return 0.0
         if start == "nanogpt":
             return 1.0 / (warmup + 1)
-        raise ValueError(f"start must be a number in [0, 1) or one of {START_STYLES}, got {start!r}")
+        raise ValueError(f"start must be in [0, 1) or one of {START_STYLES}, got {start!r}")
     return check_real("start", start, 0.0, 1.0, hi_open=True)
 
 
@@ -47,7 +47,7 @@ class Warmup(Schedule):
 
     schedule: Schedule
     warmup: int
-    start: float = 0.0
+    start: float | str = 0.0
     name = "warmup"
 
     def __post_init__(self) -> None:
@@ -95,7 +95,7 @@ class WarmupStableDecay(Schedule):
     decay: int
     tail: str = "linear"
     s_min: float = 0.0
-    start: float = 0.0
+    start: float | str = 0.0
     name = "wsd"
 
     def __post_init__(self) -> None:

@@ -1,1 +1,5 @@
-"""lrlab.torchx."""
+"""PyTorch glue for lrlab schedules."""
+
+from lrlab.torchx.scheduler import ScheduleLR
+
+__all__ = ["ScheduleLR"]
