@@ -50,10 +50,13 @@ class Schedule:
             raise ValueError("t must be finite")
         if np.any(arr < 0):
             raise ValueError("t must be >= 0 (steps are 0-indexed)")
-        out = np.asarray(self._eval(arr), dtype=np.float64)
-        if out.shape != arr.shape:
-            out = np.broadcast_to(out, arr.shape).copy()
-        return float(out) if out.ndim == 0 else out
+        # A scalar is evaluated as a 1-element array so it takes the same (array) code path
+        # and gives bit-identical values to the array evaluation.
+        flat = arr.reshape(-1)
+        out = np.asarray(self._eval(flat), dtype=np.float64)
+        if out.shape != flat.shape:
+            out = np.broadcast_to(out, flat.shape).copy()
+        return float(out[0]) if arr.ndim == 0 else out.reshape(arr.shape)
 
     def _eval(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
