@@ -18,7 +18,6 @@ from lrlab.schedules import (
     InverseSqrt,
     Join,
     Linear,
-    Multiply,
     MultiStep,
     OneCycle,
     Polynomial,
@@ -194,8 +193,14 @@ TORCH_CASES = [
     (
         OneCycle(60, pct_start=0.25, anneal="linear", div_factor=10, final_div_factor=100),
         lambda o: LR.OneCycleLR(
-            o, 0.5, total_steps=60, pct_start=0.25, anneal_strategy="linear", div_factor=10,
-            final_div_factor=100, cycle_momentum=False,
+            o,
+            0.5,
+            total_steps=60,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            div_factor=10,
+            final_div_factor=100,
+            cycle_momentum=False,
         ),
         60,
     ),
@@ -315,7 +320,14 @@ def test_last_completed_phase_end() -> None:
     s = sgdr(10, cycles=3, t_mult=2)
     assert s.lengths == (10, 20, 40)
     assert [last_completed_phase_end(s, t) for t in (0, 9, 10, 29, 30, 69, 70, 500)] == [
-        0, 0, 10, 10, 30, 30, 70, 70,
+        0,
+        0,
+        10,
+        10,
+        30,
+        30,
+        70,
+        70,
     ]
     np.testing.assert_array_equal(last_completed_phase_end(s, np.array([10, 31])), [10, 30])
     j = join([Linear(4), Cosine(6)], [4])

@@ -61,8 +61,14 @@ def one_cycle(draw) -> OneCycle:
     T = draw(st.integers(20, 300))
     three = draw(st.booleans())
     pct = draw(st.floats(0.15, 0.45 if three else 0.9))
-    return OneCycle(T, pct, draw(st.sampled_from(["cos", "linear"])),
-                    draw(st.floats(1.0, 100.0)), draw(st.floats(1.0, 1e4)), three)
+    return OneCycle(
+        T,
+        pct,
+        draw(st.sampled_from(["cos", "linear"])),
+        draw(st.floats(1.0, 100.0)),
+        draw(st.floats(1.0, 1e4)),
+        three,
+    )
 
 
 @st.composite
@@ -70,8 +76,14 @@ def wsd(draw) -> WarmupStableDecay:
     T = draw(st.integers(2, 300))
     W = draw(st.integers(0, T - 1))
     D = draw(st.integers(1, T - W))
-    return WarmupStableDecay(T, W, D, draw(st.sampled_from(["linear", "cosine", "sqrt"])),
-                             draw(unit), draw(st.floats(0.0, 0.99)))
+    return WarmupStableDecay(
+        T,
+        W,
+        D,
+        draw(st.sampled_from(["linear", "cosine", "sqrt"])),
+        draw(unit),
+        draw(st.floats(0.0, 0.99)),
+    )
 
 
 decays = st.one_of(
@@ -89,8 +101,9 @@ leaves = st.one_of(
     phases(),
     one_cycle(),
     wsd(),
-    st.builds(FromArray, st.lists(unit, min_size=2, max_size=20).map(tuple),
-              st.one_of(st.none(), steps)),
+    st.builds(
+        FromArray, st.lists(unit, min_size=2, max_size=20).map(tuple), st.one_of(st.none(), steps)
+    ),
 )
 bounded = st.one_of(
     leaves,
@@ -191,8 +204,13 @@ def test_phases_with_matching_ranges_are_continuous(s: CosinePhases) -> None:
 
 
 @FAST
-@given(st.integers(1, 200), st.floats(1.0, 4.0), st.floats(0.05, 1.0), st.integers(1, 200),
-       st.floats(0.0, 1.0))
+@given(
+    st.integers(1, 200),
+    st.floats(1.0, 4.0),
+    st.floats(0.05, 1.0),
+    st.integers(1, 200),
+    st.floats(0.0, 1.0),
+)
 def test_join_continuous_when_pieces_meet(L1: int, p: float, m: float, L2: int, q: float) -> None:
     s = join([Polynomial(L1, p, s_min=m), scale(Cosine(L2, s_min=q), m)], [L1])
     assert abs(s(L1 - 1e-9) - s(L1)) < 1e-6

@@ -151,9 +151,7 @@ def build(name: str, params: dict[str, str], steps: int) -> Schedule:
     if "steps" in fields and "steps" not in kwargs:
         kwargs["steps"] = steps
     required = [
-        f.name
-        for f in fields.values()
-        if f.default is dataclasses.MISSING and f.name not in kwargs
+        f.name for f in fields.values() if f.default is dataclasses.MISSING and f.name not in kwargs
     ]
     if required:
         flags = ", ".join(f"--{r.replace('_', '-')}" for r in required)

@@ -1,0 +1,130 @@
+"""ScheduleLR: closed-form lrs per param group, tensor lrs, exact resume, refused mismatches."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from lrlab.schedules import Constant, Cosine, Linear, Warmup, WarmupStableDecay
+from lrlab.torchx import ScheduleLR
+
+
+def make_opt(lrs=(0.1,), tensor_lr: bool = False) -> torch.optim.Optimizer:
+    torch.manual_seed(0)
+    groups = [
+        {
+            "params": [torch.nn.Parameter(torch.randn(3))],
+            "lr": torch.tensor(lr) if tensor_lr else lr,
+        }
+        for lr in lrs
+    ]
+    return torch.optim.SGD(groups, lr=0.0)
+
+
+def run(opt, sched, n: int) -> list[list[float]]:
+    """lrs used by optimizer steps 0..n-1 in the usual per-batch loop."""
+    out = []
+    for _ in range(n):
+        out.append([float(g["lr"]) for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_lr_at_step_t_is_peak_times_s_t() -> None:
+    s = Warmup(Cosine(20, 0.1), 5)
+    opt = make_opt((0.1, 0.02))
+    sched = ScheduleLR(opt, s)
+    lrs = np.array(run(opt, sched, 40))
+    expect = s(np.arange(40))
+    np.testing.assert_allclose(lrs[:, 0], 0.1 * expect, rtol=1e-15)
+    np.testing.assert_allclose(lrs[:, 1], 0.02 * expect, rtol=1e-15)
+    assert lrs[0, 0] == 0.0  # construction set s(0)
+    assert sched.get_last_lr() == [0.1 * s(40), 0.02 * s(40)]
+
+
+def test_explicit_peaks_and_no_step_order_warning() -> None:
+    opt = make_opt((1.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched = ScheduleLR(opt, Linear(4), peak_lrs=[0.4, 0.8])
+        sched.step()  # before any optimizer.step(): no warning trap
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.4])
+    assert ScheduleLR(make_opt((1.0, 2.0)), Constant(), peak_lrs=0.3).base_lrs == [0.3, 0.3]
+
+
+def test_tensor_lr_written_in_place() -> None:
+    opt = make_opt((0.1,), tensor_lr=True)
+    lr_tensor = opt.param_groups[0]["lr"]
+    sched = ScheduleLR(opt, Linear(10))
+    for t in range(1, 5):
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] is lr_tensor
+        assert lr_tensor.item() == pytest.approx(0.1 * (1 - t / 10))
+
+
+def test_state_dict_round_trip_reproduces_sequence() -> None:
+    s = WarmupStableDecay(3000, warmup=100, decay=500, tail="sqrt")
+    opt = make_opt((0.1, 0.05))
+    sched = ScheduleLR(opt, s, chunk=64)
+    full = run(opt, sched, 1500)
+
+    opt1 = make_opt((0.1, 0.05))
+    sched1 = ScheduleLR(opt1, s, chunk=64)
+    first = run(opt1, sched1, 700)
+    buf = io.BytesIO()
+    torch.save({"opt": opt1.state_dict(), "sched": sched1.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+
+    opt2 = make_opt((7.0, 7.0))  # fresh process: different initial lrs, restored from state
+    sched2 = ScheduleLR(opt2, s, chunk=64)
+    opt2.load_state_dict(state["opt"])
+    sched2.load_state_dict(state["sched"])
+    assert first + run(opt2, sched2, 800) == full
+
+
+def test_mismatched_schedule_refused() -> None:
+    opt = make_opt()
+    state = ScheduleLR(opt, Cosine(100)).state_dict()
+    other = ScheduleLR(make_opt(), Cosine(200))
+    with pytest.raises(ValueError, match="different schedule"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="param groups"):
+        ScheduleLR(make_opt((0.1, 0.2)), Cosine(100)).load_state_dict(state)
+    with pytest.raises(ValueError, match="missing"):
+        other.load_state_dict({"last_epoch": 3})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"schedule": "cosine"}, "schedule"),
+        ({"peak_lrs": [0.1, 0.2]}, "peak_lrs"),
+        ({"peak_lrs": -0.1}, "peak_lrs"),
+        ({"peak_lrs": float("nan")}, "peak_lrs"),
+        ({"chunk": 0}, "chunk"),
+    ],
+)
+def test_bad_input(kwargs, match: str) -> None:
+    args = {"schedule": Linear(10)} | kwargs
+    with pytest.raises(ValueError, match=match):
+        ScheduleLR(make_opt(), **args)
+    with pytest.raises(ValueError, match="optimizer"):
+        ScheduleLR("sgd", Linear(10))
+
+
+def test_is_an_lr_scheduler_with_closed_form() -> None:
+    opt = make_opt()
+    sched = ScheduleLR(opt, Linear(10))
+    assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+    for _ in range(3):
+        sched.step()
+    assert sched.get_lr() == pytest.approx([0.1 * 0.7])
+    assert sched.last_epoch == 3
