@@ -46,17 +46,24 @@ class Schedule:
 
     def __call__(self, t: Any) -> Any:
         arr = np.asarray(t, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("t must be finite")
-        if np.any(arr < 0):
-            raise ValueError("t must be >= 0 (steps are 0-indexed)")
         # A scalar is evaluated as a 1-element array so it takes the same (array) code path
         # and gives bit-identical values to the array evaluation.
         flat = arr.reshape(-1)
-        out = np.asarray(self._eval(flat), dtype=np.float64)
-        if out.shape != flat.shape:
-            out = np.broadcast_to(out, flat.shape).copy()
+        if flat.size:
+            lo, hi = flat.min(), flat.max()  # NaN propagates into both
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError("t must be finite")
+            if lo < 0:
+                raise ValueError("t must be >= 0 (steps are 0-indexed)")
+        out = self._at(flat)
         return float(out[0]) if arr.ndim == 0 else out.reshape(arr.shape)
+
+    def _at(self, t: np.ndarray) -> np.ndarray:
+        """s at a 1-D float64 array of valid steps (no checks): for use inside composites."""
+        out = np.asarray(self._eval(t), dtype=np.float64)
+        if out.shape != t.shape:
+            out = np.broadcast_to(out, t.shape).copy()
+        return out
 
     def _eval(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

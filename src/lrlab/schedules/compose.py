@@ -76,7 +76,7 @@ class Join(Schedule):
         for i, sched in enumerate(self.schedules):
             mask = piece == i
             if mask.any():
-                out[mask] = sched(t[mask] - starts[i])
+                out[mask] = sched._at(t[mask] - starts[i])
         return out
 
 
@@ -103,7 +103,7 @@ class Multiply(Schedule):
     def _eval(self, t: np.ndarray) -> np.ndarray:
         out = np.ones_like(t)
         for sched in self.schedules:
-            out = out * sched(t)
+            out = out * sched._at(t)
         return out
 
 
@@ -127,7 +127,7 @@ class Scale(Schedule):
         return self.schedule.horizon
 
     def _eval(self, t: np.ndarray) -> np.ndarray:
-        return self.factor * self.schedule(t)
+        return self.factor * self.schedule._at(t)
 
 
 def join(schedules: list[Schedule] | tuple[Schedule, ...], boundaries: list[int]) -> Join:

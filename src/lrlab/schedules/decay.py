@@ -172,5 +172,11 @@ class Cosine(Schedule):
         _set(self, "s_min", check_real("s_min", self.s_min, 0.0, 1.0))
 
     def _eval(self, t: np.ndarray) -> np.ndarray:
-        frac = np.minimum(t, self.steps) / self.steps
-        return self.s_min + (1.0 - self.s_min) * 0.5 * (1.0 + np.cos(np.pi * frac))
+        # in place on one temporary: s_min + (1 - s_min) * (1 + cos(pi * min(t, T) / T)) / 2
+        x = np.minimum(t, self.steps)
+        x *= np.pi / self.steps
+        np.cos(x, out=x)
+        x += 1.0
+        x *= 0.5 * (1.0 - self.s_min)
+        x += self.s_min
+        return x

@@ -63,9 +63,13 @@ class Warmup(Schedule):
         return None if inner is None else self.warmup + inner
 
     def _eval(self, t: np.ndarray) -> np.ndarray:
-        after = self.schedule(np.maximum(t - self.warmup, 0.0))
-        peak = self.schedule(0)
-        return np.where(t < self.warmup, peak * _ramp(t, self.warmup, self.start), after)
+        out = self.schedule._at(np.maximum(t - self.warmup, 0.0))
+        ramp = t < self.warmup
+        if ramp.any():
+            peak = self.schedule._at(np.zeros(1))[0]
+            out = out.copy() if out is t else out
+            out[ramp] = peak * _ramp(t[ramp], self.warmup, self.start)
+        return out
 
 
 TAILS = ("linear", "cosine", "sqrt")
