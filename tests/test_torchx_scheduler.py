@@ -128,3 +128,29 @@ def test_is_an_lr_scheduler_with_closed_form() -> None:
         sched.step()
     assert sched.get_lr() == pytest.approx([0.1 * 0.7])
     assert sched.last_epoch == 3
+
+
+def compiled_graphs(lr: float | torch.Tensor) -> tuple[int, torch.Tensor]:
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=lr)
+    sched = ScheduleLR(opt, Linear(10))
+    step = torch.compile(opt.step, backend="eager")
+    for _ in range(5):
+        p.grad = torch.ones(4)
+        step()
+        sched.step()
+    return counters["stats"]["unique_graphs"], p.detach()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's own imports
+def test_tensor_lr_does_not_recompile_under_torch_compile() -> None:
+    graphs, p = compiled_graphs(torch.tensor(0.1))
+    assert graphs == 1
+    # the compiled step saw every new lr: 1 - 0.1 * (1 + .9 + .8 + .7 + .6)
+    torch.testing.assert_close(p, torch.full((4,), 0.6))
+    float_graphs, _ = compiled_graphs(0.1)
+    assert float_graphs > 1  # a float lr is baked into the graph and recompiles
