@@ -9,7 +9,7 @@ import pytest
 
 from lrlab.cli import main
 from lrlab.cli.schedules_cmd import build, parse_plot_spec
-from lrlab.schedules import Cosine, MultiStep, Warmup, registry
+from lrlab.schedules import Cosine, CosinePhases, MultiStep, Warmup, registry
 
 
 def test_list_names_every_schedule_with_params(capsys) -> None:
@@ -67,6 +67,22 @@ def test_params_are_parsed_from_dataclass_fields() -> None:
         ["cosine", "--s-min", "0.1", "--steps", "50", "-o", "x.png"]
     )
     assert build("cosine", params, steps) == Cosine(50, 0.1)
+    _, params, steps, _, _ = parse_plot_spec(
+        [
+            "cosine_phases",
+            "--lengths",
+            "10,20",
+            "--s-max",
+            "1,.5",
+            "--s-min",
+            "0,0",
+            "--steps",
+            "50",
+            "-o",
+            "x.png",
+        ]
+    )  # an optional `steps` field is left to the schedule (here: the sum of the lengths)
+    assert build("cosine_phases", params, steps) == CosinePhases((10, 20), (1, 0.5), (0, 0))
 
 
 @pytest.mark.parametrize(

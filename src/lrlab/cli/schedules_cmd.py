@@ -19,7 +19,7 @@ Plot s(t) for t = 0..T-1 of one or more registered schedules into a PNG.
 
 Parameters are the schedule's own fields (see `lrlab schedules list`), written --name value
 (dashes or underscores). A parameter applies to every named schedule that has it; a schedule
-with a `steps` field gets T unless --PARAM steps is overridden by the schedule's own value.
+whose horizon `steps` is a required field gets T as its horizon.
 Lists are comma-separated (--milestones 30,60,90); nested schedules are JSON
 (--schedule '{"name": "cosine", "steps": 900}').
 
@@ -141,14 +141,14 @@ def parse_plot_spec(spec: list[str]) -> tuple[list[str], dict[str, str], int, st
 
 
 def build(name: str, params: dict[str, str], steps: int) -> Schedule:
-    """The schedule ``name`` from string parameters; ``steps`` fills a ``steps`` field."""
+    """The schedule ``name`` from string parameters; ``steps`` fills a required ``steps``."""
     known = registry()
     if name not in known:
         raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(known))}")
     cls = known[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs = {k: _convert(fields[k], v) for k, v in params.items() if k in fields}
-    if "steps" in fields and "steps" not in kwargs:
+    if "steps" in fields and fields["steps"].default is dataclasses.MISSING:
         kwargs["steps"] = steps
     required = [
         f.name for f in fields.values() if f.default is dataclasses.MISSING and f.name not in kwargs

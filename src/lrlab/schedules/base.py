@@ -85,6 +85,10 @@ class Schedule:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Schedule:
+        """Rebuild a schedule from ``to_dict()`` output (nested schedules included).
+
+        Example: ``Schedule.from_dict({"name": "cosine", "steps": 100, "s_min": 0.1})``.
+        """
         if not isinstance(d, dict) or "name" not in d:
             raise ValueError(f"a schedule dict needs a 'name' key, got {d!r}")
         name = d["name"]
