@@ -412,3 +412,20 @@ def test_bad_input_message_states_range() -> None:
         WarmupStableDecay(10, warmup=10, decay=1)
     with pytest.raises(ValueError, match=r"power must be in \(0, inf\)"):
         Polynomial(10, power=0.0)
+
+
+def test_schedules_and_units_never_import_torch() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import lrlab
+
+    src = str(Path(lrlab.__file__).parents[1])
+    code = (
+        "import sys, lrlab.schedules, lrlab.units; "
+        "sys.exit(2 if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": src}
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
