@@ -392,7 +392,7 @@ BAD = [
     (lambda: scale(Linear(4), 0.0), "factor"),
     (lambda: scale(Linear(4), float("inf")), "factor"),
     (lambda: multiply(), "schedules"),
-    (lambda: FromArray([1.0, float("nan")]), "values"),
+    (lambda: FromArray([1.0, float("nan")]), "points"),
     (lambda: Linear(10)(float("nan")), "t must be finite"),
     (lambda: Linear(10)(np.array([1.0, -1.0])), "t must be >= 0"),
     (lambda: Schedule.from_dict({"name": "nope"}), "unknown schedule"),
@@ -429,3 +429,9 @@ def test_schedules_and_units_never_import_torch() -> None:
     )
     env = {**os.environ, "PYTHONPATH": src}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+def test_from_array_keeps_the_values_method():
+    s = FromArray([1.0, 0.5, 0.0], steps=4)
+    np.testing.assert_array_equal(s.values(5), [1.0, 0.75, 0.5, 0.25, 0.0])
+    assert FromArray.from_dict(s.to_dict()) == s
