@@ -154,3 +154,13 @@ def test_tensor_lr_does_not_recompile_under_torch_compile() -> None:
     torch.testing.assert_close(p, torch.full((4,), 0.6))
     float_graphs, _ = compiled_graphs(0.1)
     assert float_graphs > 1  # a float lr is baked into the graph and recompiles
+
+
+def test_param_group_added_after_construction_is_a_clear_error():
+    w1 = torch.nn.Parameter(torch.zeros(2))
+    w2 = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([w1], lr=0.1)
+    sched = ScheduleLR(opt, Linear(10))
+    opt.add_param_group({"params": [w2], "lr": 0.2})
+    with pytest.raises(ValueError, match="add_param_group"):
+        sched.step()

@@ -82,7 +82,13 @@ class ScheduleLR(LRScheduler):
     def _apply(self) -> None:
         f = self._factor(self.last_epoch)
         lrs = [base * f for base in self.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+        groups = self.optimizer.param_groups
+        if len(groups) != len(lrs):
+            raise ValueError(
+                f"the optimizer has {len(groups)} param groups but this ScheduleLR was built "
+                f"for {len(lrs)}; build the scheduler after the last add_param_group()"
+            )
+        for group, lr in zip(groups, lrs, strict=True):
             current = group["lr"]
             if isinstance(current, Tensor):
                 current.fill_(lr)
