@@ -61,7 +61,7 @@ def step_sizes(schedule: Schedule | Sequence[float] | np.ndarray, steps: int | N
         if steps is None and schedule.horizon is None:
             raise ValueError(f"steps must be given for {schedule!r}, which has no horizon")
         n = check_int("steps", schedule.horizon if steps is None else steps, lo=1)
-        eta = check_array("schedule values", schedule.values(n), nonneg=True)
+        eta = check_array("schedule values", schedule(np.arange(n)), nonneg=True)
     else:
         eta = check_array("step sizes", schedule, nonneg=True)
         if steps is not None and check_int("steps", steps, lo=1) != eta.size:
