@@ -165,7 +165,7 @@ def refine(
     if (smoothed <= 0).any():
         i = int(np.flatnonzero(smoothed <= 0)[0])
         raise ValueError(f"smoothed norm is 0 at grid point {i}; refinement needs norms > 0")
-    w = smoothed ** (-2.0 if norm == "l2" else -1.0)
+    w = (smoothed.min() / smoothed) ** (2.0 if norm == "l2" else 1.0)
     later = np.concatenate((np.cumsum(w[::-1])[::-1][1:], [0.0]))
     shape = w * later
     shape /= shape.max()
