@@ -102,6 +102,16 @@ def test_long_logs_are_resampled_to_a_grid():
     np.testing.assert_allclose(const.schedule(t), 1.0 - t / T, atol=1e-14)
 
 
+def test_empty_bins_are_filled_from_their_neighbours():
+    g = np.full(1003, 2.0)
+    g[500:530] = np.nan
+    with pytest.warns(RuntimeWarning, match="dropped 30"):
+        out = refine(g, max_points=100)
+    assert out.report.points == 100 and out.report.dropped_nonfinite == 30
+    np.testing.assert_allclose(out.shape, 1.0 - np.arange(100) / 99, atol=1e-15)
+    np.testing.assert_array_equal(out.raw, np.full(100, 2.0))
+
+
 def test_read_norms_sorts_by_step(tmp_path):
     p = tmp_path / "log.csv"
     p.write_text("step,grad_norm_l2,grad_norm_l1,loss\n1,2.0,5.0,\n0,1.0,4.0,0.5\n2,,6.0,\n")

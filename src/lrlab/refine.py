@@ -112,16 +112,20 @@ def _clean(norms: object, trim_start: int, trim_end: int) -> tuple[np.ndarray, n
 
 
 def _grid_medians(idx: np.ndarray, vals: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Median of the kept values in each of m equal bins over steps [0, n); gaps interpolated."""
+    """Median of the kept values in each of m equal bins over steps [0, n); gaps interpolated.
+
+    ``idx`` is increasing, so each bin's values are contiguous: they are laid out as rows of an
+    inf-padded [m, ceil(n/m)] array and sorted row-wise (O(n log(n/m))).
+    """
     bins = (idx * m) // n
-    order = np.lexsort((vals, bins))
-    b, v = bins[order], vals[order]
-    counts = np.bincount(b, minlength=m)
+    counts = np.bincount(bins, minlength=m)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    full = counts > 0
-    lo = starts[full] + (counts[full] - 1) // 2
-    hi = starts[full] + counts[full] // 2
-    med = 0.5 * (v[lo] + v[hi])
+    table = np.full((m, int(counts.max())), np.inf)
+    table[bins, np.arange(idx.size) - starts[bins]] = vals
+    table.sort(axis=1)
+    full = np.flatnonzero(counts)
+    c = counts[full]
+    med = 0.5 * (table[full, (c - 1) // 2] + table[full, c // 2])
     centers = np.arange(m, dtype=np.float64)
     return np.interp(centers, centers[full], med)
 
