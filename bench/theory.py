@@ -9,7 +9,10 @@ Both sides run at the full T = 10^6 in the same process (no extrapolation):
   10^4 + 1) vs. the same algorithm in plain Python (per-bin sort, sliding-window median kept
   in a sorted list with ``bisect``, loops for the weights).
 
-The loop results are checked against the vectorised ones. Writes ``bench/results/theory.json``.
+The loop results are checked against the vectorised ones. A last row measures the cost of
+``GradNormRecorder`` (torch, 1 thread): SGD steps of a small MLP with the recorder attached
+(logging the loss too) against the same steps without it.
+Writes ``bench/results/theory.json``.
 Run: ``python bench/theory.py``.
 """
 
@@ -100,6 +103,42 @@ def loop_refine(norms, tau, max_points):
     return [s / top for s in shape]
 
 
+def recorder_overhead(steps=300, repeats=7):
+    """Seconds per run of `steps` SGD steps without and with a GradNormRecorder attached."""
+    import torch
+
+    from lrlab.torchx.recorder import GradNormRecorder
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+
+    def run(record):
+        rec = GradNormRecorder(opt) if record else None
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            if rec is not None:
+                rec.log_loss(loss)
+            opt.step()
+        if rec is not None:
+            rec.detach()
+            assert len(rec.rows()) == steps
+
+    run(False)
+    plain, recorded = math.inf, math.inf
+    for _ in range(repeats):  # interleaved, best of each: the machine is shared
+        plain = min(plain, best_time(lambda: run(False), 1)[0])
+        recorded = min(recorded, best_time(lambda: run(True), 1)[0])
+    return plain, recorded
+
+
 def main() -> None:
     eta = Linear(T).values(T)
     eta_list = eta.tolist()
@@ -142,6 +181,7 @@ def main() -> None:
     t_loop, s_loop = best_time(lambda: loop_refine(norms_list, 0.1, 100_000), 1)
     rows.append(("refinement", t_vec, t_loop, float(np.max(np.abs(s_vec - np.array(s_loop))))))
 
+    plain, recorded = recorder_overhead()
     print(f"T = {T:,}; vectorised: best of {REPEATS}; loop: 1 run; single process, NumPy")
     print(f"{'task':<22}{'vectorised s':>14}{'loop s':>10}{'speed-up':>10}{'max diff':>11}")
     results = []
@@ -151,6 +191,14 @@ def main() -> None:
             {"task": name, "steps": T, "vectorised_s": tv, "loop_s": tl,
              "speedup": tl / tv, "max_difference": diff}
         )
+    print(
+        f"recorder: 300 SGD steps of a 3-layer MLP (batch 64, 1 thread): {plain:.3f} s plain, "
+        f"{recorded:.3f} s recorded, overhead {100 * (recorded / plain - 1):.1f}%"
+    )
+    results.append(
+        {"task": "recorder overhead (300 SGD steps, MLP 256-256-256-10, 1 thread)",
+         "plain_s": plain, "recorded_s": recorded, "ratio": recorded / plain}
+    )
     out = Path(__file__).parent / "results" / "theory.json"
     out.parent.mkdir(exist_ok=True)
     meta = {"machine": platform.machine(), "python": platform.python_version(),

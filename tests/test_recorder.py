@@ -127,3 +127,21 @@ def test_bad_arguments():
                              "pending_loss": math.nan})
     with pytest.raises(ValueError, match="not found"):
         read_log("/nonexistent/log.csv")
+
+
+def test_param_groups_params_without_grad_and_low_precision():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3, dtype=torch.bfloat16))
+    b = torch.nn.Parameter(torch.randn(7, dtype=torch.bfloat16))
+    frozen = torch.nn.Parameter(torch.randn(4, dtype=torch.bfloat16))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b, frozen], "lr": 0.5}], lr=0.1)
+    rec = GradNormRecorder(opt)
+    loss = (a.float() ** 2).sum() + b.float().sin().sum()
+    loss.backward()
+    flat = torch.cat([a.grad.double().reshape(-1), b.grad.double()])
+    rec.log_loss(float(loss.detach()))
+    opt.step()
+    row = rec.rows()[0]
+    assert frozen.grad is None
+    np.testing.assert_allclose(row[:2], [float(flat.norm()), float(flat.abs().sum())], rtol=1e-6)
+    assert row[2] == pytest.approx(float(loss.detach()), rel=1e-6)

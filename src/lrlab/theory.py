@@ -48,7 +48,9 @@ __all__ = [
 
 
 # -- inputs -----------------------------------------------------------------------------------
-def step_sizes(schedule: Schedule | Sequence[float] | np.ndarray, steps: int | None = None):
+def step_sizes(
+    schedule: Schedule | Sequence[float] | np.ndarray, steps: int | None = None
+) -> np.ndarray:
     """The step sizes eta_1..eta_T as a float64 array.
 
     A schedule object is evaluated at t = 0..T-1 (T = ``steps``, else the schedule's horizon);
@@ -143,7 +145,7 @@ def last_iterate_bound(
 
     Example: a constant step eta for T steps gives
     ``D^2/(2 eta T) + eta G^2/2 + (eta G^2/2) H_{T-1}`` (H_n the n-th harmonic number):
-    ``last_iterate_bound(np.full(10, 0.1)).total`` -> ``5.0 + 0.05 + 0.05 * H_9``.
+    ``last_iterate_bound(np.full(10, 0.1)).total`` -> ``0.5 + 0.05 + 0.05 * H_9``.
     """
     c = check_real("peak", peak, 0.0, lo_open=True)
     eta, d, g = _prepare(schedule, D, G, steps)
@@ -275,7 +277,9 @@ def _peak_from(a: np.ndarray, b: np.ndarray) -> float:
     return math.sqrt(a[0] / b[0])
 
 
-def robustness_exponent(rho: Sequence[float] | np.ndarray, bounds: Sequence[float] | np.ndarray):
+def robustness_exponent(
+    rho: Sequence[float] | np.ndarray, bounds: Sequence[float] | np.ndarray
+) -> float:
     """Least-squares slope of log(bound) against log(rho): bound ~ rho ** exponent.
 
     Needs at least two distinct rho > 0 and bounds > 0 of the same length.

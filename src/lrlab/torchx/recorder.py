@@ -5,7 +5,8 @@
 
     grad_norm_l2 = sqrt(sum_i ||g_i||_2^2)      grad_norm_l1 = sum_i ||g_i||_1
 
-(per-tensor norms from one ``torch._foreach_norm`` call each, combined on the device), plus the
+(per-tensor norms from ``torch._foreach_norm``, combined on the device; on CPU the 1-norms are
+|g_i| summed per tensor, which is faster there than the fused 1-norm), plus the
 loss passed to ``log_loss`` since the previous step. Rows stay on the device and are copied to
 the host every ``flush_every`` steps or when read, so a step costs no host synchronisation.
 Row k is optimizer step k (0-indexed). Parameters without a gradient are skipped; a step where
@@ -80,23 +81,26 @@ class GradNormRecorder:
             if p.grad is not None
         ]
         loss, self._loss = self._loss, None
-        if grads:
+        if not grads:
+            nan = math.nan
+            self._pending.append(torch.tensor([nan, nan, nan if loss is None else float(loss)]))
+        else:
             dev = grads[0].device
             acc = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
             l2 = torch._foreach_norm(grads, 2, dtype=acc)
-            l1 = torch._foreach_norm(grads, 1, dtype=acc)
-            row = [
-                torch.linalg.vector_norm(torch.stack([n.to(dev) for n in l2])),
-                torch.stack([n.to(dev) for n in l1]).sum(),
-            ]
-        else:
-            dev, acc = torch.device("cpu"), torch.float32
-            row = [torch.tensor(math.nan), torch.tensor(math.nan)]
-        if isinstance(loss, torch.Tensor):
-            row.append(loss.to(device=dev, dtype=acc))
-        else:
-            row.append(torch.tensor(math.nan if loss is None else loss, dtype=acc, device=dev))
-        self._pending.append(torch.stack([x.to(dev, acc) for x in row]))
+            if dev.type == "cpu":  # the fused 1-norm is ~3x slower than abs + sum on CPU
+                l1 = [g.abs().sum(dtype=acc) for g in grads]
+            else:
+                l1 = torch._foreach_norm(grads, 1, dtype=acc)
+            if any(g.device != dev for g in grads):
+                l2 = [n.to(dev) for n in l2]
+                l1 = [n.to(dev) for n in l1]
+            if isinstance(loss, torch.Tensor):
+                loss_t = loss.to(device=dev, dtype=acc)
+            else:
+                loss_t = torch.full((), math.nan if loss is None else loss, dtype=acc, device=dev)
+            row = (torch.linalg.vector_norm(torch.stack(l2)), torch.stack(l1).sum(), loss_t)
+            self._pending.append(torch.stack(row))
         self._steps += 1
         if len(self._pending) >= self.flush_every:
             self._flush()
