@@ -1,7 +1,13 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lrlab.schedules import Constant, Cosine, FromArray, InverseSqrt, Linear, Polynomial
 from lrlab.theory import (
@@ -208,3 +214,24 @@ def test_bad_inputs():
         optimal_schedule(1)
     with pytest.raises(ValueError, match="steps"):
         optimal_schedule(10**6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 10.0), min_size=1, max_size=30),
+    st.floats(0.01, 100.0),
+    st.floats(0.1, 10.0),
+)
+def test_bound_is_A_over_c_plus_B_c(shape, c, D):
+    eta = np.array(shape + [1.0])
+    res = best_peak(eta, D, 1.5)
+    total = last_iterate_bound(eta, D, 1.5, peak=c).total
+    assert total == pytest.approx(res.A / c + res.B * c, rel=1e-10)
+    assert total >= res.bound * (1 - 1e-12)
+    assert restarted_bound(eta, D, 1.5, peak=c).bound <= total * (1 + 1e-12)
+
+
+def test_theory_and_refine_do_not_import_torch():
+    code = "import sys, lrlab.theory, lrlab.refine; sys.exit('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
