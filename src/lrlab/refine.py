@@ -5,9 +5,10 @@ Given one gradient norm per step of a pilot run (t = 0..T-1):
 1. clean: drop non-finite entries (counted and warned about), optionally trim the first/last
    few; long logs are resampled to a grid of at most ``max_points`` bins (median per bin);
    dropped or trimmed steps take the value of their neighbours (linear interpolation);
-2. smooth with a median filter whose window is the odd number nearest below ``tau`` times the
-   grid length (at least 1), reflect-padded at both ends so the end of the run is not bent;
-3. weights w_t = g_t^-2 (``norm="l2"``, SGD-like) or w_t = g_t^-1 (``norm="l1"``, Adam-like);
+2. smooth with a median filter of odd width 2*floor(tau*m/2) + 1 (m = grid length; capped at
+   m), reflect-padded at both ends so the end of the run is not bent;
+3. weights w_t = g_t^-2 (``norm="l2"``, SGD-like) or w_t = g_t^-1 (``norm="l1"``, Adam-like),
+   computed as (min g / g_t)^2 or (min g / g_t): a constant factor the normalisation removes;
 4. shape s_t = w_t * sum_{p > t} w_p, so the last value is 0, divided by its maximum.
 
 The n shape values are the knots of a ``FromArray`` spread evenly over [0, T_out]
