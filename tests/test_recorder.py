@@ -145,3 +145,21 @@ def test_param_groups_params_without_grad_and_low_precision():
     assert frozen.grad is None
     np.testing.assert_allclose(row[:2], [float(flat.norm()), float(flat.abs().sum())], rtol=1e-6)
     assert row[2] == pytest.approx(float(loss.detach()), rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_norms_match_cpu():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(300, 7)), torch.nn.Parameter(torch.randn(11))]
+    grads = [torch.randn_like(p) for p in params]
+    rows = []
+    for dev in ("cpu", "cuda"):
+        ps = [torch.nn.Parameter(p.detach().to(dev)) for p in params]
+        for p, g in zip(ps, grads, strict=True):
+            p.grad = g.to(dev)
+        opt = torch.optim.SGD(ps, lr=0.1)
+        rec = GradNormRecorder(opt)
+        rec.log_loss(torch.tensor(2.5, device=dev))
+        opt.step()
+        rows.append(rec.rows()[0])
+    np.testing.assert_allclose(rows[1], rows[0], rtol=1e-5)
