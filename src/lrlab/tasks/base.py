@@ -1,4 +1,4 @@
-"""``Task``: one benchmark problem (data, batched model, loss, metric, defaults) and the registry."""
+"""``Task``: one benchmark problem (data, batched model, loss, metric, defaults) + registry."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def get_task(name: str, **overrides: Any) -> Task:
     bad = sorted(set(overrides) - own - set(_GENERIC))
     if bad:
         allowed = ", ".join(sorted(own | set(_GENERIC)))
-        raise ValueError(f"unknown option(s) {', '.join(bad)} for task {name!r}; allowed: {allowed}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(bad)} for task {name!r}; allowed: {allowed}"
+        )
     build_kw = {k: v for k, v in overrides.items() if k in own}
     key = (name, tuple(sorted((k, repr(v)) for k, v in build_kw.items())))
     if key not in _CACHE:

@@ -61,7 +61,7 @@ def run_batched(
     seed); different groups run one after the other. ``progress(done, total)`` is called with
     member-steps done so far and in all.
 
-    Example: ``run_batched("iris_logreg", [RunConfig(0.1, Constant()), RunConfig(1.0, Constant())])``.
+    Example: ``run_batched("iris_logreg", [RunConfig(lr, Constant()) for lr in (0.1, 1.0)])``.
     """
     task = _resolve_task(task)
     configs = list(configs)

@@ -130,7 +130,8 @@ def train_group(
                 losses[t] = torch.where(active, loss, math.nan)
                 if l2 is not None:
                     l2[t] = torch.where(active, sq.sqrt(), math.nan)
-                    l1[t] = torch.where(active, sum(g.abs().flatten(1).sum(1) for g in grads), math.nan)
+                    a1 = sum(g.abs().flatten(1).sum(1) for g in grads)
+                    l1[t] = torch.where(active, a1, math.nan)
                 active = ok
                 opt.step(params, grads, lrs[t], active)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
