@@ -62,11 +62,13 @@ class AutogradModel:
 
 
 class LinearSoftmax:
-    """Multinomial logistic regression: logits = x W + b, cross-entropy loss.
+    """Multinomial logistic regression: logits = W x + b, cross-entropy loss.
 
-    Objective f(W, b) = mean_i CE(softmax(x_i W + b), y_i) + (l2 / 2) ||W||_F^2.
+    Parameters ``W`` [M, c, d] (``torch.nn.Linear`` layout) and ``b`` [M, c], initialised at 0.
+    Objective f(W, b) = mean_i CE(softmax(W x_i + b), y_i) + (l2 / 2) ||W||_F^2.
     Gradient (hand-written): with P the softmax and Y the one-hot labels of a batch of B rows,
-    dW = X^T (P - Y) / B + l2 W, db = sum_i (P - Y)_i / B. Initialised at zero.
+    dW = (P - Y)^T X / B + l2 W, db = sum_i (P - Y)_i / B. Logits are kept class-major
+    ([M, c, B]), which makes the batched products cheap for few classes.
     Metric: accuracy (sum of correct predictions).
     """
 
@@ -75,20 +77,31 @@ class LinearSoftmax:
 
     def init(self, seeds: Sequence[int], dtype: torch.dtype) -> Params:
         M, d, c = len(seeds), self.n_features, self.n_classes
-        out = [torch.zeros(M, d, c, dtype=dtype)]
+        out = [torch.zeros(M, c, d, dtype=dtype)]
         if self.bias:
             out.append(torch.zeros(M, c, dtype=dtype))
         return out
 
-    def _logits(self, params: Params, X: torch.Tensor) -> torch.Tensor:
+    def _logits_t(self, params: Params, X: torch.Tensor) -> torch.Tensor:
+        """Class-major logits [M, c, B]."""
         W = params[0]
-        z = torch.matmul(_lhs(X, W.shape[0], 1), W)
-        return z + params[1].unsqueeze(1) if self.bias else z
+        Xt = X.transpose(-1, -2)
+        if self.bias:
+            if X.dim() == 3:
+                return torch.baddbmm(params[1].unsqueeze(-1), W, Xt)
+            return torch.matmul(W, Xt) + params[1].unsqueeze(-1)
+        return torch.bmm(W, Xt) if X.dim() == 3 else torch.matmul(W, Xt)
+
+    def _logp_y(self, Z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(y_i | x_i) [M, B] and the unnormalised exp(Z - max) [M, c, B]."""
+        zmax = Z.amax(1, keepdim=True)
+        E = (Z - zmax).exp_()
+        lse = E.sum(1, keepdim=True).log_().add_(zmax)
+        yy = _lhs(y, Z.shape[0], 0).unsqueeze(1)
+        return (Z.gather(1, yy) - lse).squeeze(1), E
 
     def loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(self._logits(params, X), dim=-1)
-        yy = _lhs(y, logp.shape[0], 0).unsqueeze(-1)
-        return -logp.gather(-1, yy).squeeze(-1).sum(1)
+        return -self._logp_y(self._logits_t(params, X), y)[0].sum(1)
 
     def penalty(self, params: Params) -> torch.Tensor:
         W = params[0]
@@ -97,7 +110,7 @@ class LinearSoftmax:
         return 0.5 * self.l2 * W.square().sum((1, 2))
 
     def metric_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        pred = self._logits(params, X).argmax(-1)
+        pred = self._logits_t(params, X).argmax(1)
         return (pred == _lhs(y, pred.shape[0], 0)).sum(1).to(params[0].dtype)
 
     def loss_and_grad(
@@ -105,18 +118,20 @@ class LinearSoftmax:
     ) -> tuple[torch.Tensor, Params]:
         W = params[0]
         B = X.shape[1]
-        logp = torch.log_softmax(self._logits(params, X), dim=-1)
-        yy = y.unsqueeze(-1)
-        loss = -logp.gather(-1, yy).squeeze(-1).sum(1) / B + self.penalty(params)
-        G = logp.exp_()
-        G.scatter_add_(-1, yy, torch.full(yy.shape, -1.0, dtype=G.dtype))
-        G.div_(B)  # (P - Y) / B
-        gW = torch.bmm(X.transpose(1, 2), G)
+        logp_y, E = self._logp_y(self._logits_t(params, X), y)
+        loss = logp_y.sum(1).div_(-B)
+        if self.l2 != 0.0:
+            loss = loss + self.penalty(params)
+        G = E.div_(E.sum(1, keepdim=True))  # softmax, [M, c, B]
+        yy = y.unsqueeze(1)
+        G.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=G.dtype))
+        G.div_(B)  # (P - Y)^T / B
+        gW = torch.bmm(G, X)
         if self.l2 != 0.0:
             gW.add_(W, alpha=self.l2)
         grads = [gW]
         if self.bias:
-            grads.append(G.sum(1))
+            grads.append(G.sum(2))
         return loss, grads
 
 

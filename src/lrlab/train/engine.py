@@ -72,6 +72,11 @@ def _as_input(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype) if t.is_floating_point() else t
 
 
+def _take(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """X[rows] for an index array ``rows`` [M, B] (index_select is the fast gather on CPU)."""
+    return X.index_select(0, rows.reshape(-1)).view(*rows.shape, *X.shape[1:])
+
+
 def evaluate(
     task: Task, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, fn: str
 ) -> torch.Tensor:
@@ -123,7 +128,7 @@ def train_group(
             for j in range(k):
                 t = c0 + j
                 rows = idx[j]
-                loss, grads = model.loss_and_grad(params, Xtr[rows], ytr[rows])
+                loss, grads = model.loss_and_grad(params, _take(Xtr, rows), _take(ytr, rows))
                 sq = sum(g.square().flatten(1).sum(1) for g in grads)
                 ok = active & torch.isfinite(loss) & torch.isfinite(sq)
                 diverged_at = torch.where(active & ~ok, t, diverged_at)
@@ -133,7 +138,7 @@ def train_group(
                     a1 = sum(g.abs().flatten(1).sum(1) for g in grads)
                     l1[t] = torch.where(active, a1, math.nan)
                 active = ok
-                opt.step(params, grads, lrs[t], active)
+                opt.step(params, grads, lrs[t], None if bool(active.all()) else active)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                     progress(t + 1)
         final = evaluate(task, params, Xtr, ytr, "loss_sum") + model.penalty(params)

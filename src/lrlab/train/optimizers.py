@@ -57,18 +57,23 @@ class BatchedOptimizer:
         params: list[torch.Tensor],
         grads: list[torch.Tensor],
         lr: torch.Tensor,
-        active: torch.Tensor,
+        active: torch.Tensor | None,
     ) -> None:
-        """Update ``params`` in place with learning rates ``lr`` [M] for the ``active`` members."""
+        """Update ``params`` in place with learning rates ``lr`` [M] for the ``active`` members.
+
+        ``active=None`` means every member is active (the masks are skipped).
+        """
         self.k += 1
-        lr = lr * active.to(lr.dtype)
+        if active is not None:
+            lr = lr * active.to(lr.dtype)
         if self.kind == "adam":
             k = self.k
             bc1 = 1.0 - self.mu**k
             bc2_sqrt = (1.0 - torch.full_like(self.mu, ADAM_BETA2) ** k).sqrt()
             step_size = lr / bc1
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            g = torch.where(_bcast(active, g), g, 0.0)
+            if active is not None:
+                g = torch.where(_bcast(active, g), g, 0.0)
             if self.use_wd:
                 g = g + _bcast(self.wd, p) * p
             if self.kind == "sgd":
