@@ -7,7 +7,8 @@ Example::
     print(task.description, task.default_steps, task.metric_name)
 """
 
-from lrlab.tasks import classification, synthetic  # noqa: F401  (registers the builders)
+from lrlab.tasks import charlm, classification, synthetic  # noqa: F401  (registers builders)
 from lrlab.tasks.base import Task, get_task, register, task_names
+from lrlab.tasks.svmlight import svmlight_task
 
-__all__ = ["Task", "get_task", "register", "task_names"]
+__all__ = ["Task", "get_task", "register", "svmlight_task", "task_names"]

@@ -19,7 +19,7 @@ class Task:
     The training objective is ``f(params) = mean_i loss(x_i, y_i) + penalty(params)`` over the
     whole training split; ``f_star`` is its known minimum value (None when unknown). The
     ``test_metric`` of a run is ``model.metric_sum`` over the test split divided by its size
-    (``metric_name`` says what it is, e.g. "accuracy").
+    (``metric_name`` says what it is, e.g. "accuracy"; ``higher_is_better`` its direction).
 
     ``default_lr`` and ``default_optimizer`` are a setting known to train the task sensibly in
     ``default_steps`` steps of batch ``default_batch_size``.
@@ -36,6 +36,7 @@ class Task:
     default_batch_size: int
     metric_name: str | None
     f_star: float | None = None
+    higher_is_better: bool = True
     default_lr: float = 0.1
     default_optimizer: str = "sgd"
     info: dict[str, Any] = field(default_factory=dict)

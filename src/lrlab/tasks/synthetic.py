@@ -121,6 +121,7 @@ def abs_regression(
         default_steps=1000,
         default_batch_size=16,
         metric_name="mean_abs_error",
+        higher_is_better=False,
         f_star=f_star,
         default_lr=0.05,
     )
