@@ -212,7 +212,9 @@ def test_mixed_groups_keep_input_order_and_report_progress() -> None:
 
 def test_num_threads_is_restored() -> None:
     before = torch.get_num_threads()
-    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=1)
+    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=2)
+    assert torch.get_num_threads() == before
+    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=None)
     assert torch.get_num_threads() == before
 
 
