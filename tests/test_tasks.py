@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -34,6 +35,8 @@ def test_registry_names_and_attributes() -> None:
         assert isinstance(task, Task) and task.name == name and task.description
         assert task.default_steps >= 1 and task.default_batch_size >= 1
         assert task.metric_name is not None
+        info = task.describe()
+        assert json.loads(json.dumps(info)) == info and info["n_train"] == task.n_train
 
 
 def test_unknown_task_lists_known_names() -> None:
