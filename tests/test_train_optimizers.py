@@ -1,0 +1,27 @@
+"""Batched functional optimizers: masking of frozen members."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrlab.train.optimizers import BatchedOptimizer
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_frozen_member_keeps_its_values(kind: str) -> None:
+    p = torch.tensor([[1.0, 2.0], [float("inf"), 3.0]], dtype=torch.float64)
+    g = torch.tensor([[0.5, -0.5], [float("nan"), 1.0]], dtype=torch.float64)
+    mu = torch.tensor([0.9, 0.9], dtype=torch.float64)
+    wd = torch.tensor([0.1, 0.1], dtype=torch.float64)
+    opt = BatchedOptimizer(kind, [p], mu, wd)
+    frozen = p[1].clone()
+    opt.step([p], [g], torch.tensor([0.1, 0.1], dtype=torch.float64), torch.tensor([True, False]))
+    assert torch.equal(p[1], frozen)  # inf stays inf, 3 stays 3: no NaN, no update
+    assert torch.isfinite(p[0]).all() and not torch.equal(p[0], torch.tensor([1.0, 2.0]).double())
+
+
+def test_unknown_optimizer_is_refused() -> None:
+    p = torch.zeros(1, 2)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        BatchedOptimizer("lion", [p], torch.zeros(1), torch.zeros(1))
