@@ -53,6 +53,29 @@ class BatchedOptimizer:
             self.m = [torch.zeros_like(p) for p in params]
             self.v = [torch.zeros_like(p) for p in params]
 
+    def state_dict(self) -> dict[str, object]:
+        """Step count and per-parameter state tensors (``torch.save``-able, weights_only)."""
+        state: dict[str, object] = {"kind": self.kind, "k": self.k}
+        if self.kind == "momentum":
+            state["buf"] = [b.clone() for b in self.buf]
+        elif self.kind == "adam":
+            state["m"] = [t.clone() for t in self.m]
+            state["v"] = [t.clone() for t in self.v]
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore a ``state_dict`` taken from an optimizer of the same kind and shapes."""
+        if state.get("kind") != self.kind:
+            raise ValueError(f"state is for optimizer {state.get('kind')!r}, not {self.kind!r}")
+        self.k = int(state["k"])  # type: ignore[arg-type]
+        names = {"momentum": ("buf",), "adam": ("m", "v")}.get(self.kind, ())
+        for name in names:
+            mine, theirs = getattr(self, name), state[name]
+            if [t.shape for t in mine] != [t.shape for t in theirs]:  # type: ignore[union-attr]
+                raise ValueError(f"state {name!r} has shapes that do not match the parameters")
+            for a, b in zip(mine, theirs, strict=True):  # type: ignore[call-overload]
+                a.copy_(b)
+
     def step(
         self,
         params: list[torch.Tensor],
