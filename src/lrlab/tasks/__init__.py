@@ -1,1 +1,14 @@
-"""lrlab.tasks."""
+"""Benchmark problems: data, a batched model, loss, metric and defaults, each self-describing.
+
+Example::
+
+    from lrlab.tasks import get_task, task_names
+    task = get_task("digits_logreg")
+    print(task.description, task.default_steps, task.metric_name)
+"""
+
+from lrlab.tasks import charlm, classification, synthetic  # noqa: F401  (registers builders)
+from lrlab.tasks.base import Task, get_task, register, task_names
+from lrlab.tasks.svmlight import svmlight_task
+
+__all__ = ["Task", "get_task", "register", "svmlight_task", "task_names"]

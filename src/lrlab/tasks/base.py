@@ -1,0 +1,117 @@
+"""``Task``: one benchmark problem (data, batched model, loss, metric, defaults) + registry."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrlab._checks import check_int, check_real
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A training problem, self-described.
+
+    The training objective is ``f(params) = mean_i loss(x_i, y_i) + penalty(params)`` over the
+    whole training split; ``f_star`` is its known minimum value (None when unknown). The
+    ``test_metric`` of a run is ``model.metric_sum`` over the test split divided by its size
+    (``metric_name`` says what it is, e.g. "accuracy"; ``higher_is_better`` its direction).
+
+    ``default_lr`` and ``default_optimizer`` are a setting known to train the task sensibly in
+    ``default_steps`` steps of batch ``default_batch_size``.
+    """
+
+    name: str
+    description: str
+    model: Any
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    default_steps: int
+    default_batch_size: int
+    metric_name: str | None
+    f_star: float | None = None
+    higher_is_better: bool = True
+    default_lr: float = 0.1
+    default_optimizer: str = "sgd"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_int("default_steps", self.default_steps, lo=1)
+        check_int("default_batch_size", self.default_batch_size, lo=1)
+        check_real("default_lr", self.default_lr, 0.0, lo_open=True)
+        if len(self.X_train) != len(self.y_train) or len(self.X_test) != len(self.y_test):
+            raise ValueError("X and y of a split must have the same number of rows")
+        if len(self.X_train) == 0 or len(self.X_test) == 0:
+            raise ValueError("train and test splits must be non-empty")
+
+    @property
+    def n_train(self) -> int:
+        return len(self.X_train)
+
+    def replace(self, **changes: Any) -> Task:
+        """A copy with some fields changed (validated again)."""
+        kw = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        kw.update(changes)
+        return Task(**kw)
+
+    def __repr__(self) -> str:
+        return (
+            f"Task({self.name!r}, n_train={self.n_train}, n_test={len(self.X_test)}, "
+            f"steps={self.default_steps}, batch={self.default_batch_size}, "
+            f"metric={self.metric_name!r}, f_star={self.f_star})"
+        )
+
+
+_BUILDERS: dict[str, Callable[..., Task]] = {}
+_GENERIC = ("default_steps", "default_batch_size", "default_lr", "default_optimizer")
+_CACHE: dict[tuple, Task] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator: register a builder ``fn(**options) -> Task`` under ``name``."""
+
+    def deco(fn: Callable[..., Task]) -> Callable[..., Task]:
+        if name in _BUILDERS:
+            raise TypeError(f"task {name!r} is registered twice")
+        _BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def task_names() -> list[str]:
+    """The names ``get_task`` accepts, sorted."""
+    return sorted(_BUILDERS)
+
+
+def get_task(name: str, **overrides: Any) -> Task:
+    """Build (or fetch from the in-process cache) the task called ``name``.
+
+    ``overrides`` are the builder's own options (e.g. ``n_train`` for synthetic tasks) and the
+    generic ``default_steps``, ``default_batch_size``, ``default_lr``, ``default_optimizer``.
+
+    Example: ``get_task("digits_logreg").metric_name`` -> ``"accuracy"``.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+    builder = _BUILDERS[name]
+    own = set(inspect.signature(builder).parameters)
+    bad = sorted(set(overrides) - own - set(_GENERIC))
+    if bad:
+        allowed = ", ".join(sorted(own | set(_GENERIC)))
+        raise ValueError(
+            f"unknown option(s) {', '.join(bad)} for task {name!r}; allowed: {allowed}"
+        )
+    build_kw = {k: v for k, v in overrides.items() if k in own}
+    key = (name, tuple(sorted((k, repr(v)) for k, v in build_kw.items())))
+    if key not in _CACHE:
+        _CACHE[key] = builder(**build_kw)
+    task = _CACHE[key]
+    generic = {k: v for k, v in overrides.items() if k in _GENERIC}
+    return task.replace(**generic) if generic else task

@@ -1,0 +1,237 @@
+"""Trainer tests: batched == one-run, torch.optim semantics, divergence isolation, validation.
+
+Equality tolerance: in float64, every recorded quantity of member m of a batch (minibatch loss
+curve, gradient norms, final objective, test metric) equals ``run`` with member m's config to
+1e-10 relative (observed differences are ~1e-15: only the batched matrix products' blocking
+differs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lrlab.schedules import Constant, Cosine, InverseSqrt, Linear
+from lrlab.tasks import get_task
+from lrlab.train import RunConfig, run, run_batched, run_config
+from lrlab.train.engine import MemberOrder, curve_index
+
+RTOL = 1e-10
+T = 40
+
+
+def _configs(optimizer: str, lrs: tuple[float, ...], steps: int = T) -> list[RunConfig]:
+    scheds = [Constant(), Cosine(steps=steps), InverseSqrt(), Linear(steps=steps)]
+    return [
+        RunConfig(
+            lr=lr,
+            schedule=scheds[i % len(scheds)],
+            seed=3 * i + 1,
+            steps=steps,
+            optimizer=optimizer,
+            momentum=0.8 if i % 2 else 0.9,
+            weight_decay=1e-3 * (i % 2),
+        )
+        for i, lr in enumerate(lrs)
+    ]
+
+
+def _close(a, b) -> None:
+    np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13)
+
+
+def _assert_same(r, s) -> None:
+    assert r.diverged == s.diverged and r.diverged_at == s.diverged_at
+    _close(r.curve_loss, s.curve_loss)
+    np.testing.assert_array_equal(r.curve_steps, s.curve_steps)
+    _close(r.final_loss, s.final_loss)
+    _close(r.test_metric, s.test_metric)
+    _close(r.grad_norm_l2, s.grad_norm_l2)
+    _close(r.grad_norm_l1, s.grad_norm_l1)
+
+
+LRS = {"sgd": (0.05, 0.3, 1.0), "momentum": (0.01, 0.05, 0.2), "adam": (1e-3, 1e-2, 5e-2)}
+
+
+@pytest.mark.parametrize("task_name", ["digits_logreg", "digits_mlp"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_batched_equals_single_runs(task_name: str, optimizer: str) -> None:
+    task = get_task(task_name)
+    configs = _configs(optimizer, LRS[optimizer])
+    batch = run_batched(task, configs, record_grad_norms=True, dtype=torch.float64)
+    assert [r.config for r in batch] == configs
+    for cfg, r in zip(configs, batch, strict=True):
+        single = run_config(task, cfg, record_grad_norms=True, dtype=torch.float64)
+        _assert_same(r, single)
+        assert not r.diverged and math.isfinite(r.final_loss)
+
+
+def test_run_keywords_equal_run_config() -> None:
+    cfg = _configs("momentum", (0.1,))[0]
+    a = run(
+        "iris_logreg", lr=cfg.lr, schedule=cfg.schedule, seed=cfg.seed, steps=cfg.steps,
+        optimizer=cfg.optimizer, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        dtype=torch.float64,
+    )
+    b = run_config("iris_logreg", cfg, dtype=torch.float64)
+    np.testing.assert_array_equal(a.curve_loss, b.curve_loss)
+    assert a.final_loss == b.final_loss
+
+
+def _torch_oracle(task, cfg: RunConfig, forward, params: list[torch.Tensor]):
+    """Plain torch.optim loop with the same data order; returns per-step losses, final loss."""
+    params = [p.clone().requires_grad_(True) for p in params]
+    kw = {"weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, **kw)
+    elif cfg.optimizer == "momentum":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, **kw)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), **kw)
+    order = MemberOrder(task.n_train, cfg.seed)
+    B = task.default_batch_size
+    lrs = cfg.lr * cfg.schedule(np.arange(cfg.steps))
+    losses = []
+    for t in range(cfg.steps):
+        rows = torch.from_numpy(order.take(B))
+        loss = F.cross_entropy(forward(params, task.X_train[rows]), task.y_train[rows])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        for g in opt.param_groups:
+            g["lr"] = float(lrs[t])
+        opt.step()
+    with torch.no_grad():
+        final = F.cross_entropy(forward(params, task.X_train), task.y_train).item()
+    return np.array(losses), final
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_linear_matches_torch_optim(optimizer: str) -> None:
+    task = get_task("wine_logreg")
+    cfg = _configs(optimizer, LRS[optimizer])[1]  # has weight decay and momentum 0.8
+    d, c = task.X_train.shape[1], int(task.y_train.max()) + 1
+    zeros = [torch.zeros(c, d, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)]
+    curve, final = _torch_oracle(task, cfg, lambda p, X: X @ p[0].T + p[1], zeros)
+    r = run_config(task, cfg, dtype=torch.float64, curve_points=cfg.steps)
+    _close(r.curve_loss, curve)
+    _close(r.final_loss, final)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_mlp_matches_torch_optim(optimizer: str) -> None:
+    task = get_task("digits_mlp")
+    cfg = _configs(optimizer, LRS[optimizer])[1]
+    init = [p[0] for p in task.model.init([cfg.seed], torch.float64)]
+
+    def forward(p, X):
+        return torch.relu(X @ p[0] + p[1]) @ p[2] + p[3]
+
+    curve, final = _torch_oracle(task, cfg, forward, init)
+    r = run_config(task, cfg, dtype=torch.float64, curve_points=cfg.steps)
+    np.testing.assert_allclose(r.curve_loss, curve, rtol=1e-9)
+    np.testing.assert_allclose(r.final_loss, final, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("task_name", "optimizer", "huge", "dtype"),
+    [
+        ("digits_mlp", "adam", 1e300, torch.float64),
+        ("digits_mlp", "sgd", 1e6, torch.float64),
+        ("digits_logreg", "momentum", 1e38, torch.float32),
+        ("abs_regression", "sgd", 1e300, torch.float32),
+    ],
+)
+def test_divergent_member_is_frozen_and_isolated(task_name, optimizer, huge, dtype) -> None:
+    good = _configs(optimizer, LRS[optimizer][:2])
+    bad = RunConfig(huge, Constant(), seed=99, steps=T, optimizer=optimizer)
+    with_bad = run_batched(task_name, [good[0], bad, good[1]], record_grad_norms=True, dtype=dtype)
+    without = run_batched(task_name, good, record_grad_norms=True, dtype=dtype)
+    for r, s in zip([with_bad[0], with_bad[2]], without, strict=True):
+        assert not r.diverged
+        np.testing.assert_array_equal(r.curve_loss, s.curve_loss)
+        np.testing.assert_array_equal(r.grad_norm_l2, s.grad_norm_l2)
+        assert r.final_loss == s.final_loss and r.test_metric == s.test_metric
+    b = with_bad[1]
+    assert b.diverged and 0 <= b.diverged_at < T
+    assert math.isnan(b.final_loss) and math.isnan(b.test_metric)
+    assert np.all(np.isfinite(b.grad_norm_l2[: b.diverged_at]))
+    assert np.all(np.isnan(b.grad_norm_l2[b.diverged_at + 1 :]))
+    alone = run_config(task_name, bad, dtype=dtype)
+    assert alone.diverged_at == b.diverged_at
+
+
+def test_grad_norms_at_zero_init() -> None:
+    """At W = 0 the softmax is uniform: the first gradient is computable by hand."""
+    task = get_task("iris_logreg")
+    cfg = RunConfig(0.1, Constant(), seed=5, steps=3)
+    r = run_config(task, cfg, record_grad_norms=True, dtype=torch.float64)
+    rows = torch.from_numpy(MemberOrder(task.n_train, 5).take(task.default_batch_size))
+    X, y = task.X_train[rows], task.y_train[rows]
+    G = torch.full((len(rows), 3), 1 / 3, dtype=torch.float64) - F.one_hot(y, 3)
+    gW, gb = G.T @ X / len(rows), G.mean(0)
+    l2 = math.sqrt(gW.square().sum() + gb.square().sum())
+    l1 = float(gW.abs().sum() + gb.abs().sum())
+    _close(r.grad_norm_l2[0], l2)
+    _close(r.grad_norm_l1[0], l1)
+    assert r.grad_norm_l2.shape == (3,) and np.all(r.grad_norm_l1 >= r.grad_norm_l2)
+    assert math.isclose(r.curve_loss[0], math.log(3), rel_tol=1e-12)
+
+
+def test_curve_is_subsampled_and_grad_norms_optional() -> None:
+    r = run("iris_logreg", lr=0.1, schedule=Constant(), steps=57, curve_points=10)
+    assert len(r.curve_loss) <= 10 and r.curve_steps[0] == 0 and r.curve_steps[-1] == 56
+    assert np.all(np.diff(r.curve_steps) > 0)
+    assert r.grad_norm_l2 is None and r.grad_norm_l1 is None
+    np.testing.assert_array_equal(curve_index(5, 10), np.arange(5))
+
+
+def test_mixed_groups_keep_input_order_and_report_progress() -> None:
+    configs = [
+        RunConfig(0.1, Constant(), seed=0, steps=20, optimizer="adam"),
+        RunConfig(0.2, Cosine(steps=30), seed=1, steps=30),
+        RunConfig(0.01, Constant(), seed=2, steps=20, optimizer="adam"),
+        RunConfig(0.3, Cosine(steps=200), seed=3),  # steps=None -> iris default 200
+    ]
+    calls: list[tuple[int, int]] = []
+    out = run_batched(
+        "iris_logreg", configs, dtype=torch.float64, progress=lambda d, n: calls.append((d, n))
+    )
+    assert [r.config for r in out] == configs
+    for cfg, r in zip(configs, out, strict=True):
+        alone = run_config("iris_logreg", cfg, dtype=torch.float64)
+        _close(r.curve_loss, alone.curve_loss)
+    total = 2 * 20 + 30 + 200
+    assert calls[-1] == (total, total)
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
+
+
+def test_num_threads_is_restored() -> None:
+    before = torch.get_num_threads()
+    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=1)
+    assert torch.get_num_threads() == before
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="lr"):
+        RunConfig(0.0, Constant())
+    with pytest.raises(ValueError, match="lr"):
+        run("iris_logreg", lr=-1.0, schedule=Constant())
+    with pytest.raises(ValueError, match="horizon 100 != steps 200"):
+        run_batched("iris_logreg", [RunConfig(0.1, Cosine(steps=100))])
+    with pytest.raises(ValueError, match=r"configs\[1\].*horizon"):
+        run_batched("iris_logreg", [RunConfig(0.1, Constant()), RunConfig(0.1, Cosine(steps=5))])
+    with pytest.raises(ValueError, match="optimizer"):
+        run_batched("iris_logreg", [RunConfig(0.1, Constant(), optimizer="lion")])
+    with pytest.raises(ValueError, match="at least one"):
+        run_batched("iris_logreg", [])
+    with pytest.raises(ValueError, match="unknown task"):
+        run_batched("no_such_task", [RunConfig(0.1, Constant())])
+    with pytest.raises(ValueError, match="dtype"):
+        run("iris_logreg", lr=0.1, schedule=Constant(), dtype=torch.float16)
+    with pytest.raises(ValueError, match="curve_points"):
+        run("iris_logreg", lr=0.1, schedule=Constant(), curve_points=0)
