@@ -72,7 +72,7 @@ def write_report(
     description: Sequence[str] = (),
     rhos: Sequence[float] = RHOS,
     f_star: float = 0.0,
-    slack: float = 0.1,
+    slack: float = 0.02,
 ) -> Report:
     """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
     ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``.
@@ -109,7 +109,7 @@ def write_report(
         "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; over_r / under_r: "
         "at r x and 1/r x the best lr; exponent: fitted slope of log gap vs log r "
         f"(gap = loss - {f_star:g}); predicted: theory; max_grid_factor: the coarsest grid "
-        f"whose best point stays within {slack:.0%} of the best gap.</p>"
+        f"whose best point stays within {slack:.0%} of the best loss.</p>"
         + _html_table(rob)
         + images[0]
         + images[1]

@@ -5,24 +5,17 @@ from __future__ import annotations
 import os
 
 from lrlab.report.html import Report, write_report
+from lrlab.tune.reference import f_star as reference_f_star
 from lrlab.tune.settings import build_schedule
 from lrlab.tune.study import Study
 
 
-def task_f_star(task: str) -> float:
-    """The task's known minimum loss, or 0.0 (a floor for non-negative losses) if unknown."""
-    from lrlab.tasks import get_task
-
-    f_star = get_task(task).f_star
-    return 0.0 if f_star is None else float(f_star)
-
-
 def study_report(
-    study: Study, out_dir: str | os.PathLike, *, slack: float = 0.1, f_star: float | None = None
+    study: Study, out_dir: str | os.PathLike, *, slack: float = 0.02, f_star: float | None = None
 ) -> Report:
     """Write the report folder of ``study`` (see ``write_report``).
 
-    ``f_star`` defaults to the task's known minimum (0 when the task does not know it).
+    ``f_star`` defaults to ``lrlab.tune.reference.f_star`` of the study's task.
     Example: ``study_report(Study.open("lrlab-default"), "lrlab-report")``.
     """
     s = study.settings
@@ -41,6 +34,6 @@ def study_report(
         steps=s.steps,
         title=f"lrlab sweep: {s.task}",
         description=desc,
-        f_star=task_f_star(s.task) if f_star is None else f_star,
+        f_star=reference_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,
     )

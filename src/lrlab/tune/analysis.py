@@ -98,17 +98,18 @@ def _at(lrs: np.ndarray, values: np.ndarray, lr: float) -> float:
 
 
 def tolerable_factor(
-    lrs: Sequence[float], losses: Sequence[float], *, slack: float = 0.1, f_star: float = 0.0
+    lrs: Sequence[float], losses: Sequence[float], *, slack: float = 0.02
 ) -> float:
     """How coarse may the grid be: the largest factor F = g**(2j) (g the grid's own factor)
     such that every grid lr within a factor sqrt(F) of the best keeps
-    ``L - f_star <= (1 + slack) * (L_best - f_star)``.
+    ``L <= (1 + slack) * L_best`` (slack 0.02: within 2 % of the best loss).
 
     A grid of factor F always has a point within sqrt(F) of the best lr, so its best point
     loses at most that much. 1.0 means no misspecification is tolerated; NaN if the grid is
     not geometric. Growth stops where the measured grid ends.
 
-    Example: ``tolerable_factor([0.25, 0.5, 1, 2, 4], [2., 1.05, 1., 1.04, 3.])`` -> ``4.0``.
+    Example: ``tolerable_factor([0.25, 0.5, 1, 2, 4], [2., 1.05, 1., 1.04, 3.], slack=0.1)``
+    -> ``4.0``.
     """
     slack = check_real("slack", slack, 0.0)
     lr = np.asarray(lrs, dtype=np.float64)
@@ -122,7 +123,7 @@ def tolerable_factor(
         return math.nan
     g = float(ratios[0])
     b = int(np.argmin(v))
-    limit = f_star + (1.0 + slack) * (v[b] - f_star)
+    limit = (1.0 + slack) * v[b]
     j = 0
     while b - (j + 1) >= 0 and b + j + 1 < lr.size:
         if max(v[b - j - 1], v[b + j + 1]) > limit:
@@ -136,7 +137,7 @@ def robustness(
     *,
     rhos: Sequence[float] = RHOS,
     f_star: float = 0.0,
-    slack: float = 0.1,
+    slack: float = 0.02,
     schedules: Mapping[str, Schedule | Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per schedule: ``best_lr``, ``best_loss``, ``seed_spread`` (std over seeds at
@@ -178,6 +179,6 @@ def robustness(
             pred = predicted_exponent(schedules[sched])
         row["predicted_over"] = math.nan if pred is None else pred
         row["predicted_under"] = 1.0
-        row["max_grid_factor"] = tolerable_factor(lrs, mean, slack=slack, f_star=f_star)
+        row["max_grid_factor"] = tolerable_factor(lrs, mean, slack=slack)
         rows.append(row)
     return pd.DataFrame(rows)

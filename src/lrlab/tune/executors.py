@@ -5,7 +5,8 @@ The interface is one method, ``map_batches(task, batches, progress)``, yielding
 never touch the study's storage: the driver process alone writes.
 
 A *runner* is the function that trains one batch, ``runner(task, configs, progress=None)``;
-the default, ``train_batch``, is ``lrlab.train.run_batched`` on ``lrlab.tasks.get_task(task)``.
+the default, ``train_batch``, is ``lrlab.train.run_batched`` on the task. ``task`` is a task
+name or a dict ``{"name": ..., **options}`` for ``lrlab.tasks.get_task``.
 """
 
 from __future__ import annotations
@@ -13,25 +14,38 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from lrlab._checks import check_int
 from lrlab.train.types import RunConfig, RunResult
 
 Progress = Callable[[int, int], None]
 Runner = Callable[..., list[RunResult]]
+TaskSpec = str | Mapping[str, Any]
 
 CURVE_POINTS = 50
 
 
 def train_batch(
-    task: str, configs: Sequence[RunConfig], progress: Progress | None = None
+    task: TaskSpec, configs: Sequence[RunConfig], progress: Progress | None = None
 ) -> list[RunResult]:
-    """Train ``configs`` on the named task as one batched computation (the default runner)."""
+    """Train ``configs`` on the task as one batched computation (the default runner).
+
+    Uses one torch thread: the tensors of a batch of small runs are small, and one thread is
+    several times faster than two on a busy machine (parallelism comes from processes).
+    """
     from lrlab.tasks import get_task
     from lrlab.train import run_batched
 
-    return run_batched(get_task(task), list(configs), curve_points=CURVE_POINTS, progress=progress)
+    if isinstance(task, str):
+        resolved = get_task(task)
+    else:
+        opts = dict(task)
+        resolved = get_task(opts.pop("name"), **opts)
+    return run_batched(
+        resolved, list(configs), curve_points=CURVE_POINTS, progress=progress, num_threads=1
+    )
 
 
 def _checked(results: list[RunResult], configs: Sequence[RunConfig]) -> list[RunResult]:
@@ -45,13 +59,13 @@ class Executor:
 
     def map_batches(
         self,
-        task: str,
+        task: TaskSpec,
         batches: Sequence[Sequence[RunConfig]],
         progress: Progress | None = None,
     ) -> Iterator[tuple[int, list[RunResult]]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def run_batch(self, task: str, configs: Sequence[RunConfig]) -> list[RunResult]:
+    def run_batch(self, task: TaskSpec, configs: Sequence[RunConfig]) -> list[RunResult]:
         """Results for one batch, in input order."""
         return next(iter(self.map_batches(task, [configs])))[1]
 
@@ -114,7 +128,7 @@ def _steps(batch: Sequence[RunConfig]) -> int:
     return max((c.steps or 1) for c in batch) if batch else 0
 
 
-def _ray_call(runner: Runner, task: str, configs: list[RunConfig]) -> list[RunResult]:
+def _ray_call(runner: Runner, task: TaskSpec, configs: list[RunConfig]) -> list[RunResult]:
     return runner(task, configs)
 
 

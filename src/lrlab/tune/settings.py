@@ -74,6 +74,7 @@ def build_schedule(spec: str, steps: int) -> Schedule:
 class StudySettings:
     """Everything that defines a study's trials; saved with the study and compared on reopen.
 
+    ``task_options`` are passed to ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
     Trials are the product ``points x schedules x seeds``. ``points`` come from ``lrs`` (a
     grid; ``weight_decay`` fixed) or, when ``random`` is given, from ``LogUniform(bounds)``
     sampled ``n`` times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``.
@@ -83,6 +84,7 @@ class StudySettings:
 
     task: str
     schedules: tuple[str, ...]
+    task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     lrs: tuple[float, ...] = ()
     seeds: tuple[int, ...] = (0,)
     steps: int = 500
@@ -95,6 +97,9 @@ class StudySettings:
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"task must be a task name, got {self.task!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if not isinstance(self.task_options, dict):
+            raise ValueError("task_options must be a dict of get_task options")
+        set_("task_options", dict(sorted(self.task_options.items())))
         set_("steps", check_int("steps", self.steps, lo=1))
         if isinstance(self.schedules, str) or not isinstance(self.schedules, Sequence):
             raise ValueError("schedules must be a sequence of schedule specs")
@@ -141,6 +146,11 @@ class StudySettings:
             set_("lrs", ())
 
     @property
+    def task_spec(self) -> dict[str, Any]:
+        """``{"name": task, **task_options}``: what executors pass to ``get_task``."""
+        return {"name": self.task, **self.task_options}
+
+    @property
     def searched(self) -> tuple[str, ...]:
         """The hyperparameters a trial carries besides schedule and seed."""
         return tuple(self.random["bounds"]) if self.random else ("lr",)
@@ -165,6 +175,7 @@ class StudySettings:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["task_options"] = dict(self.task_options)
         d["schedules"], d["lrs"], d["seeds"] = (
             list(self.schedules),
             list(self.lrs),

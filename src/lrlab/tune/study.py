@@ -238,7 +238,7 @@ class Study:
         told = 0
         pending = set(range(len(groups)))
         try:
-            for i, results in executor.map_batches(self.settings.task, batches, progress):
+            for i, results in executor.map_batches(self.settings.task_spec, batches, progress):
                 for trial, res in zip(groups[i], results, strict=True):
                     self._tell(trial, res)
                 told += len(results)
