@@ -79,8 +79,9 @@ def test_edge_side():
 
 def test_extend_edge_extends_in_the_direction_of_the_best():
     np.testing.assert_allclose(extend_edge([0.1, 0.2, 0.4], [3, 2, 1]), [0.8, 1.6])
-    np.testing.assert_allclose(extend_edge([0.1, 0.2, 0.4], [1, 2, 3], points=3),
-                               [0.0125, 0.025, 0.05])
+    np.testing.assert_allclose(
+        extend_edge([0.1, 0.2, 0.4], [1, 2, 3], points=3), [0.0125, 0.025, 0.05]
+    )
     assert extend_edge([0.1, 0.2, 0.4], [2, 1, 3]).size == 0
     with pytest.raises(ValueError, match="points"):
         extend_edge([0.1, 0.2], [2, 1], points=0)

@@ -6,7 +6,6 @@ import sqlite3
 
 import numpy as np
 import pytest
-from optuna.trial import TrialState
 
 from lrlab.train.types import RunResult
 from lrlab.tune import LocalExecutor, Study, StudySettings, log_grid
@@ -23,8 +22,15 @@ def fake_runner(task, configs, progress=None):
         loss = math.nan if div else (math.log2(c.lr / BEST[label])) ** 2 + 1 + c.seed / 100
         loss += c.weight_decay
         out.append(
-            RunResult(c, loss, None if div else 0.9, div, 7 if div else None,
-                      np.arange(3), np.array([2.0, 1.5, math.nan if div else loss]))
+            RunResult(
+                c,
+                loss,
+                None if div else 0.9,
+                div,
+                7 if div else None,
+                np.arange(3),
+                np.array([2.0, 1.5, math.nan if div else loss]),
+            )
         )
     if progress is not None:
         progress(len(configs) * (configs[0].steps or 1), len(configs) * (configs[0].steps or 1))
@@ -32,8 +38,13 @@ def fake_runner(task, configs, progress=None):
 
 
 def settings(**kw):
-    base = dict(task="digits_logreg", schedules=("constant", "cosine"),
-                lrs=tuple(log_grid(0.25, 32, factor=2)), seeds=(0, 1), steps=10)
+    base = dict(
+        task="digits_logreg",
+        schedules=("constant", "cosine"),
+        lrs=tuple(log_grid(0.25, 32, factor=2)),
+        seeds=(0, 1),
+        steps=10,
+    )
     base.update(kw)
     return StudySettings(**base)
 
@@ -125,8 +136,17 @@ def test_stale_running_trials_are_failed_and_requeued_exactly_once(db):
     study.prepare()
     claimed = study._claim_waiting()  # a driver that dies after claiming ...
     for t in claimed[:5]:  # ... and telling five trials
-        study._tell(t, fake_runner("x", [study.settings.config(
-            study._point(t.params), t.params["schedule"], t.params["seed"])])[0])
+        study._tell(
+            t,
+            fake_runner(
+                "x",
+                [
+                    study.settings.config(
+                        study._point(t.params), t.params["schedule"], t.params["seed"]
+                    )
+                ],
+            )[0],
+        )
     assert study.counts() == {"COMPLETE": 5, "RUNNING": 27}
     resumed = Study.open("s", None, db)
     assert resumed.run(LocalExecutor(runner=fake_runner), batch_size=4) == 27
