@@ -87,7 +87,7 @@ def write_report(
     os.makedirs(out, exist_ok=True)
     rob = robustness(df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules)
     figs = {
-        "loss_vs_lr.png": loss_vs_lr_figure(df, title=title),
+        "loss_vs_lr.png": loss_vs_lr_figure(df, f_star=f_star, title=title),
         "gap_vs_rho.png": gap_vs_rho_figure(rob, rhos=rhos, f_star=f_star),
         "schedules.png": schedule_shapes_figure(schedules, steps),
     }

@@ -28,26 +28,31 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def loss_vs_lr_figure(df: pd.DataFrame, *, title: str = "Final loss vs learning rate") -> Figure:
+def loss_vs_lr_figure(
+    df: pd.DataFrame, *, f_star: float | None = None, title: str = "Final loss vs learning rate"
+) -> Figure:
     """Loss vs lr per schedule with seed bands; diverged runs marked at the top edge.
+
+    With ``f_star`` the y axis is the gap ``L - f_star`` (log scale shows the basin better).
 
     Example: ``loss_vs_lr_figure(study.results()).savefig("loss_vs_lr.png")``.
     """
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     table = seed_table(df)
+    shift = 0.0 if f_star is None else float(f_star)
     top = blended_transform_factory(ax.transData, ax.transAxes)
     schedules = list(dict.fromkeys(df["schedule"]))
     for color, sched in zip(_colors(len(schedules)), schedules, strict=True):
         sub = table[table["schedule"] == sched]
         lr = sub["lr"].to_numpy(dtype=float)
-        mean = sub["mean_loss"].to_numpy(dtype=float)
+        mean = sub["mean_loss"].to_numpy(dtype=float) - shift
         ok = np.isfinite(mean)
         ax.plot(lr, np.where(ok, mean, np.nan), "o-", color=color, ms=3.5, label=sched)
         ax.fill_between(
             lr,
-            np.where(ok, sub["min_loss"], np.nan),
-            np.where(ok, sub["max_loss"], np.nan),
+            np.where(ok, sub["min_loss"] - shift, np.nan),
+            np.where(ok, sub["max_loss"] - shift, np.nan),
             color=color,
             alpha=0.2,
             linewidth=0,
@@ -67,7 +72,8 @@ def loss_vs_lr_figure(df: pd.DataFrame, *, title: str = "Final loss vs learning 
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("final training loss (mean over seeds; band: min-max)")
+    what = "final training loss" if f_star is None else f"final loss - f* (f* = {shift:.6g})"
+    ax.set_ylabel(f"{what}\nmean over seeds; band: min-max")
     ax.set_title(title + "  (x on top edge: diverged)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)

@@ -29,7 +29,7 @@ def robustness_table(
     Example: ``rich.print(robustness_table(robustness(study.results())))``.
     """
     t = Table(title=title, header_style="bold")
-    t.add_column("schedule")
+    t.add_column("schedule", no_wrap=True)
     t.add_column("best lr", justify="right")
     t.add_column("best loss", justify="right")
     t.add_column("seed sd", justify="right")
@@ -37,7 +37,7 @@ def robustness_table(
         t.add_column(f"x{r:g}", justify="right")
     for r in rhos:
         t.add_column(f"/{r:g}", justify="right")
-    t.add_column("a over (theory)", justify="right")
+    t.add_column("a over (theory)", justify="right", no_wrap=True)
     t.add_column("a under", justify="right")
     t.add_column("grid factor", justify="right")
     for _, row in rob.iterrows():

@@ -4,6 +4,11 @@ Every trial is one (point, schedule, seed), where a point is a learning rate (gr
 of hyperparameters (random search). The settings are saved as the study's user attributes; a
 study reopened under the same name with other settings is refused before anything is written.
 
+Each COMPLETE trial has params ``schedule``, ``seed`` and ``lr`` (plus the other searched
+hyperparameters), value = final loss (+inf if diverged), user attributes ``diverged`` (bool)
+and ``run`` = {final_loss, test_metric, diverged_at, curve_steps, curve_loss} (None for
+non-finite numbers).
+
 Exactly once: one driver process writes to the storage. Before it trains, ``prepare`` marks
 trials left RUNNING by a crash as FAIL and enqueues every trial that has neither completed nor
 is waiting, so each (point, schedule, seed) ends with exactly one COMPLETE trial.
@@ -281,16 +286,16 @@ class Study:
         diverged = bool(res.diverged) or not math.isfinite(res.final_loss)
         steps = np.asarray(res.curve_steps).astype(int).tolist()
         curve = [_jsonable(float(v)) for v in np.asarray(res.curve_loss, dtype=float)]
-        attrs = {
+        run = {
             "final_loss": None if diverged else float(res.final_loss),
             "test_metric": _jsonable(res.test_metric),
-            "diverged": diverged,
-            "curve": {"steps": steps, "loss": curve},
+            "diverged_at": None if res.diverged_at is None else int(res.diverged_at),
+            "curve_steps": steps,
+            "curve_loss": curve,
         }
-        if diverged and res.diverged_at is not None:
-            attrs["diverged_at"] = int(res.diverged_at)
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        # two attributes, not one per field: each is a database round trip
+        trial.set_user_attr("diverged", diverged)
+        trial.set_user_attr("run", run)
         self.optuna_study.tell(trial, math.inf if diverged else float(res.final_loss))
 
     # -- the edge rule ------------------------------------------------------------------------
@@ -328,7 +333,7 @@ class Study:
         (NaN if diverged), test_metric, diverged, diverged_at; sorted by schedule, lr, seed."""
         rows = []
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            p, a = t.params, t.user_attrs
+            p, a = t.params, t.user_attrs.get("run", {})
             rows.append(
                 {
                     "trial": t.number,
@@ -338,7 +343,7 @@ class Study:
                     "weight_decay": float(p.get("weight_decay", self.settings.weight_decay)),
                     "final_loss": np.nan if a.get("final_loss") is None else a["final_loss"],
                     "test_metric": np.nan if a.get("test_metric") is None else a["test_metric"],
-                    "diverged": bool(a.get("diverged", False)),
+                    "diverged": bool(t.user_attrs.get("diverged", False)),
                     "diverged_at": a.get("diverged_at"),
                 }
             )
@@ -366,8 +371,8 @@ class Study:
         """Trial number -> (steps, subsampled minibatch loss; NaN after divergence)."""
         out = {}
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            curve = t.user_attrs.get("curve", {})
-            s = np.asarray(curve.get("steps", []), dtype=np.int64)
-            v = np.array([np.nan if x is None else x for x in curve.get("loss", [])])
+            run = t.user_attrs.get("run", {})
+            s = np.asarray(run.get("curve_steps", []), dtype=np.int64)
+            v = np.array([np.nan if x is None else x for x in run.get("curve_loss", [])])
             out[t.number] = (s, v.astype(np.float64))
         return out
