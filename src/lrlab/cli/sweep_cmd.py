@@ -219,9 +219,17 @@ def sweep(args: argparse.Namespace) -> int:
 
                 n = study.prepare()
                 bar.update(task_id, total=n)
-                trained += study.run(
-                    ex, batch_size=args.batch_size, progress=progress, on_batch=on_batch
-                )
+                try:
+                    trained += study.run(
+                        ex, batch_size=args.batch_size, progress=progress, on_batch=on_batch
+                    )
+                except KeyboardInterrupt:
+                    done = study.counts().get("COMPLETE", 0)
+                    console.print(
+                        f"interrupted: {done} runs are stored; continue with "
+                        f"lrlab sweep --resume --study {study.name} --storage {args.storage}"
+                    )
+                    return 130
             if round_ == args.edge_rounds or s.random:
                 break
             added = study.extend_edges()

@@ -142,7 +142,8 @@ class Study:
                 raise ValueError(
                     f"study {name!r} already exists with different settings ("
                     + "; ".join(diff)
-                    + "); use another --study name, or --resume to continue it as stored"
+                    + "); use another study name, or reopen it with its stored settings "
+                    "(settings=None; lrlab sweep --resume)"
                 )
         return cls(study, have)
 
