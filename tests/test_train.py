@@ -148,7 +148,7 @@ def test_mlp_matches_torch_optim(optimizer: str) -> None:
 )
 def test_divergent_member_is_frozen_and_isolated(task_name, optimizer, huge, dtype) -> None:
     good = _configs(optimizer, LRS[optimizer][:2])
-    bad = RunConfig(huge, Constant(), seed=99, steps=T, optimizer=optimizer)
+    bad = RunConfig(huge, Constant(), seed=99, steps=T, optimizer=optimizer, weight_decay=0.01)
     with_bad = run_batched(task_name, [good[0], bad, good[1]], record_grad_norms=True, dtype=dtype)
     without = run_batched(task_name, good, record_grad_norms=True, dtype=dtype)
     for r, s in zip([with_bad[0], with_bad[2]], without, strict=True):
@@ -212,7 +212,9 @@ def test_mixed_groups_keep_input_order_and_report_progress() -> None:
 
 def test_num_threads_is_restored() -> None:
     before = torch.get_num_threads()
-    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=1)
+    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=2)
+    assert torch.get_num_threads() == before
+    run("iris_logreg", lr=0.1, schedule=Constant(), steps=3, num_threads=None)
     assert torch.get_num_threads() == before
 
 

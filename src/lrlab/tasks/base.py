@@ -54,6 +54,22 @@ class Task:
     def n_train(self) -> int:
         return len(self.X_train)
 
+    def describe(self) -> dict[str, Any]:
+        """JSON-compatible summary (no data), e.g. for storing next to a study's results."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "n_train": self.n_train,
+            "n_test": len(self.X_test),
+            "default_steps": self.default_steps,
+            "default_batch_size": self.default_batch_size,
+            "default_lr": self.default_lr,
+            "default_optimizer": self.default_optimizer,
+            "metric_name": self.metric_name,
+            "higher_is_better": self.higher_is_better,
+            "f_star": self.f_star,
+        }
+
     def replace(self, **changes: Any) -> Task:
         """A copy with some fields changed (validated again)."""
         kw = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -57,7 +57,8 @@ def validate_svmlight(path: str | os.PathLike) -> int:
                     raise ValueError(f"{where}: feature indices must increase ({key} after {last})")
                 last = int(key)
                 if _number(val) is None:
-                    raise ValueError(f"{where}: value {val!r} of feature {key} is not finite")
+                    what = f"value {val!r} of feature {key}"
+                    raise ValueError(f"{where}: {what} is not a finite number")
             rows += 1
     return rows
 

@@ -10,8 +10,9 @@ gradient becomes g + wd * p before anything else):
   p <- p - lr / (1 - b1^k) * m / (sqrt(v) / sqrt(1 - b2^k) + eps), k = step number from 1,
   b1 = the config's ``momentum``, b2 = 0.999, eps = 1e-8 (``torch.optim.Adam`` defaults).
 
-A member whose ``active`` flag is False is left untouched (its gradient is masked to zero and
-its learning rate to zero), so non-finite values in it never reach its parameters or the others.
+A member whose ``active`` flag is False is left untouched: its update is replaced by zero with
+``torch.where`` (never multiplied by zero, so non-finite values cannot turn into NaN), and no
+operation mixes members, so its values never reach the others.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ class BatchedOptimizer:
             self.m = [torch.zeros_like(p) for p in params]
             self.v = [torch.zeros_like(p) for p in params]
 
+    def state_dict(self) -> dict[str, object]:
+        """Step count and per-parameter state tensors (``torch.save``-able, weights_only)."""
+        state: dict[str, object] = {"kind": self.kind, "k": self.k}
+        if self.kind == "momentum":
+            state["buf"] = [b.clone() for b in self.buf]
+        elif self.kind == "adam":
+            state["m"] = [t.clone() for t in self.m]
+            state["v"] = [t.clone() for t in self.v]
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore a ``state_dict`` taken from an optimizer of the same kind and shapes."""
+        if state.get("kind") != self.kind:
+            raise ValueError(f"state is for optimizer {state.get('kind')!r}, not {self.kind!r}")
+        self.k = int(state["k"])  # type: ignore[arg-type]
+        names = {"momentum": ("buf",), "adam": ("m", "v")}.get(self.kind, ())
+        for name in names:
+            mine, theirs = getattr(self, name), state[name]
+            if [t.shape for t in mine] != [t.shape for t in theirs]:  # type: ignore[union-attr]
+                raise ValueError(f"state {name!r} has shapes that do not match the parameters")
+            for a, b in zip(mine, theirs, strict=True):  # type: ignore[call-overload]
+                a.copy_(b)
+
     def step(
         self,
         params: list[torch.Tensor],
@@ -64,28 +88,27 @@ class BatchedOptimizer:
         ``active=None`` means every member is active (the masks are skipped).
         """
         self.k += 1
-        if active is not None:
-            lr = lr * active.to(lr.dtype)
         if self.kind == "adam":
             k = self.k
             bc1 = 1.0 - self.mu**k
             bc2_sqrt = (1.0 - torch.full_like(self.mu, ADAM_BETA2) ** k).sqrt()
             step_size = lr / bc1
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            if active is not None:
-                g = torch.where(_bcast(active, g), g, 0.0)
             if self.use_wd:
                 g = g + _bcast(self.wd, p) * p
             if self.kind == "sgd":
-                p.sub_(_bcast(lr, p) * g)
+                delta = _bcast(lr, p) * g
             elif self.kind == "momentum":
                 b = self.buf[i]
                 b.mul_(_bcast(self.mu, b)).add_(g)
-                p.sub_(_bcast(lr, p) * b)
+                delta = _bcast(lr, p) * b
             else:
                 m, v = self.m[i], self.v[i]
                 b1 = _bcast(self.mu, m)
                 m.mul_(b1).add_((1.0 - b1) * g)
                 v.mul_(ADAM_BETA2).addcmul_(g, g, value=1.0 - ADAM_BETA2)
                 denom = (v.sqrt() / _bcast(bc2_sqrt, v)).add_(ADAM_EPS)
-                p.sub_(_bcast(step_size, p) * m / denom)
+                delta = _bcast(step_size, p) * m / denom
+            if active is not None:
+                delta = torch.where(_bcast(active, delta), delta, 0.0)
+            p.sub_(delta)
