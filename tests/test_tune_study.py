@@ -224,3 +224,18 @@ def test_local_process_pool_matches_in_process(db, tmp_path):
     cols = ["schedule", "lr", "seed", "final_loss", "diverged"]
     assert a.results()[cols].equals(b.results()[cols])
     assert os.path.exists(db)
+
+
+def test_batch_size_zero_splits_over_the_executor_workers(db):
+    class Recording(LocalExecutor):
+        parallelism = 3
+        sizes: list = []
+
+        def map_batches(self, task, batches, progress=None):
+            self.sizes.extend(len(b) for b in batches)
+            return super().map_batches(task, batches, progress)
+
+    ex = Recording(runner=fake_runner)
+    Study.open("s", settings(), db).run(ex)
+    assert ex.sizes == [11, 11, 10]
+    assert LocalExecutor(processes=2).parallelism == 2 and LocalExecutor().parallelism == 1

@@ -58,7 +58,12 @@ def register(subparsers) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--processes", type=int, default=0, help="local process pool size (0: none)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--batch-size", type=int, default=0, help="runs per batch (0: all at once)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="runs per batch (0: split evenly over the workers)",
+    )
     p.add_argument(
         "--edge-rounds",
         type=int,

@@ -65,6 +65,11 @@ class Executor:
     ) -> Iterator[tuple[int, list[RunResult]]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def parallelism(self) -> int:
+        """How many batches can train at once (1 by default)."""
+        return 1
+
     def run_batch(self, task: TaskSpec, configs: Sequence[RunConfig]) -> list[RunResult]:
         """Results for one batch, in input order."""
         return next(iter(self.map_batches(task, [configs])))[1]
@@ -92,6 +97,10 @@ class LocalExecutor(Executor):
         self.processes = check_int("processes", processes, lo=0)
         self.runner = runner
         self._pool: cf.ProcessPoolExecutor | None = None
+
+    @property
+    def parallelism(self) -> int:
+        return max(1, self.processes)
 
     def map_batches(self, task, batches, progress=None):
         sizes = [len(b) * _steps(b) for b in batches]
@@ -178,6 +187,13 @@ class RayExecutor(Executor):
                 ) from None
             self._started = True
         self._remote = ray.remote(num_cpus=self.num_cpus)(_ray_call)
+
+    @property
+    def parallelism(self) -> int:
+        """Tasks the cluster can run at once: its CPUs // ``num_cpus``."""
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)) // self.num_cpus)
 
     def map_batches(self, task, batches, progress=None):
         import ray

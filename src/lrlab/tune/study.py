@@ -221,7 +221,8 @@ class Study:
     ) -> int:
         """Train every pending trial; return how many were completed now.
 
-        Trials are asked all at once, split into batches of ``batch_size`` (0: one batch of
+        Trials are asked all at once, split into batches of ``batch_size`` (0: one batch per
+        worker of the executor, ``executor.parallelism``; in-process that is one batch of
         everything, the fastest on one machine) and told as each batch finishes.
         ``progress(done, total)`` counts member-steps; ``on_batch(told, pending)`` follows the
         trial count.
@@ -232,7 +233,7 @@ class Study:
             return 0
         asked = self._claim_waiting()
         asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
-        size = batch_size or n
+        size = batch_size or math.ceil(n / max(1, executor.parallelism))
         groups = [asked[i : i + size] for i in range(0, n, size)]
         batches = [
             [
