@@ -228,10 +228,10 @@ class Study:
         trial count.
         """
         batch_size = check_int("batch_size", batch_size, lo=0)
-        n = self.prepare()
-        if n == 0:
+        if self.prepare() == 0:
             return 0
         asked = self._claim_waiting()
+        n = len(asked)
         asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
         size = batch_size or math.ceil(n / max(1, executor.parallelism))
         groups = [asked[i : i + size] for i in range(0, n, size)]
@@ -255,7 +255,8 @@ class Study:
         except BaseException:
             for i in pending:
                 for trial in groups[i]:
-                    self.optuna_study.tell(trial, state=TrialState.FAIL)
+                    # skip_if_finished: the error may have come after some were told
+                    self.optuna_study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         return told
 
