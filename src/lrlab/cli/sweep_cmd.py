@@ -1,5 +1,265 @@
-"""Placeholder: this command group registers nothing yet."""
+"""``lrlab sweep`` (run or resume a stored study, then report) and ``lrlab report STUDY``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+DEFAULT_TASK = "digits_logreg"
+DEFAULT_TASK_OPTIONS = {"l2": 0.01}
+DEFAULT_STUDY = "lrlab-default"
+DEFAULT_OUT = "lrlab-report"
+DEFAULT_LR_MIN, DEFAULT_LR_MAX, DEFAULT_FACTOR = 2.0**-6, 2.0**7, 2.0
+# Options that define the study; --resume takes them from the storage instead.
+SETTING_OPTIONS = (
+    "task",
+    "task_option",
+    "schedules",
+    "lr_min",
+    "lr_max",
+    "factor",
+    "per_decade",
+    "grid",
+    "seeds",
+    "steps",
+    "optimizer",
+)
 
 
-def register(subparsers) -> None:  # noqa: ARG001
-    return None
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="train a learning-rate grid x schedules x seeds, store it, report robustness",
+        description=(
+            "With no options: multinomial logistic regression on scikit-learn's digits "
+            "(L2 0.01), lrs 2^-6..2^7 (factor 2), schedules constant, inverse_sqrt, cosine, "
+            "linear, poly2, 3 seeds, stored in lrlab.db, report in lrlab-report/."
+        ),
+    )
+    p.add_argument("--task", help=f"task name (default {DEFAULT_TASK})")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="option of the task builder, repeatable (default task: l2=0.01)",
+    )
+    p.add_argument("--schedules", help="comma-separated schedule specs, e.g. constant,cosine,poly2")
+    p.add_argument("--lr-min", type=float, help=f"smallest lr (default {DEFAULT_LR_MIN:g})")
+    p.add_argument("--lr-max", type=float, help=f"largest lr (default {DEFAULT_LR_MAX:g})")
+    p.add_argument("--factor", type=float, help="grid factor (default 2)")
+    p.add_argument("--per-decade", type=int, help="grid points per decade instead of --factor")
+    p.add_argument("--grid", help="explicit comma-separated lrs instead of a log grid")
+    p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma list (default 3)")
+    p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
+    p.add_argument("--optimizer", help="sgd, momentum or adam (default sgd)")
+    p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
+    p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
+    p.add_argument("--executor", default="local", choices=("local", "ray"))
+    p.add_argument("--processes", type=int, default=0, help="local process pool size (0: none)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="runs per batch (0: split evenly over the workers)",
+    )
+    p.add_argument(
+        "--edge-rounds",
+        type=int,
+        default=2,
+        help="times the grid may grow past an edge holding the best lr (default 2)",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the stored study with its stored settings"
+    )
+    p.set_defaults(func=sweep)
+
+    r = subparsers.add_parser("report", help="rebuild the report of a stored study")
+    r.add_argument("study", help="study name")
+    r.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
+    r.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    r.set_defaults(func=report)
+
+
+def _value(text: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _floats(name: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The ``StudySettings`` the options describe (defaults: the built-in study)."""
+    from lrlab.tasks import get_task
+    from lrlab.tune import DEFAULT_SCHEDULES, StudySettings, log_grid
+
+    task = args.task or DEFAULT_TASK
+    if args.task_option:
+        options = {}
+        for item in args.task_option:
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise ValueError(f"--task-option must be KEY=VALUE, got {item!r}")
+            options[key.strip()] = _value(val.strip())
+    else:
+        options = dict(DEFAULT_TASK_OPTIONS) if args.task is None else {}
+    steps = args.steps if args.steps is not None else get_task(task, **options).default_steps
+    if args.grid is not None:
+        if any(v is not None for v in (args.lr_min, args.lr_max, args.factor, args.per_decade)):
+            raise ValueError("--grid replaces --lr-min/--lr-max/--factor/--per-decade")
+        lrs = _floats("--grid", args.grid)
+    else:
+        lo = DEFAULT_LR_MIN if args.lr_min is None else args.lr_min
+        hi = DEFAULT_LR_MAX if args.lr_max is None else args.lr_max
+        if args.per_decade is not None:
+            if args.factor is not None:
+                raise ValueError("give --factor or --per-decade, not both")
+            lrs = tuple(log_grid(lo, hi, per_decade=args.per_decade))
+        else:
+            lrs = tuple(log_grid(lo, hi, factor=args.factor or DEFAULT_FACTOR))
+    seeds_text = args.seeds or "3"
+    if "," in seeds_text:
+        seeds = tuple(int(v) for v in _floats("--seeds", seeds_text))
+    else:
+        try:
+            n = int(seeds_text)
+        except ValueError:
+            raise ValueError(
+                f"--seeds must be a count or a comma list, got {seeds_text!r}"
+            ) from None
+        if n < 1:
+            raise ValueError(f"--seeds must be >= 1, got {n}")
+        seeds = tuple(range(n))
+    schedules = DEFAULT_SCHEDULES
+    if args.schedules is not None:
+        schedules = tuple(s.strip() for s in args.schedules.split(",") if s.strip())
+    return StudySettings(
+        task=task,
+        task_options=options,
+        schedules=schedules,
+        lrs=lrs,
+        seeds=seeds,
+        steps=steps,
+        optimizer=args.optimizer or "sgd",
+    )
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def _console():
+    from rich.console import Console
+
+    width = Console().width
+    return Console(width=max(width, 150))
+
+
+def sweep(args: argparse.Namespace) -> int:
+    import optuna
+
+    from lrlab.report import robustness_table, study_report
+    from lrlab.tune import Study, make_executor
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = _console()
+    if args.resume:
+        given = [o for o in SETTING_OPTIONS if getattr(args, o) is not None]
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise ValueError(f"--resume continues the study as stored; drop {flags}")
+        study = Study.open(args.study, None, args.storage)
+    else:
+        study = Study.open(args.study, settings_from_args(args), args.storage)
+    if args.edge_rounds < 0:
+        raise ValueError(f"--edge-rounds must be >= 0, got {args.edge_rounds}")
+    s = study.settings
+    counts = study.counts()
+    console.print(
+        f"study [bold]{study.name}[/] in {args.storage}: {s.task} {s.task_options or ''}, "
+        f"{len(s.schedules)} schedules x {len(s.points())} lrs x {len(s.seeds)} seeds, "
+        f"{s.steps} steps; {counts.get('COMPLETE', 0)} runs already complete"
+    )
+    t0 = time.perf_counter()
+    trained = 0
+    with make_executor(args.executor, processes=args.processes, ray_address=args.ray_address) as ex:
+        for round_ in range(args.edge_rounds + 1):
+            with _progress() as bar:
+                task_id = bar.add_task("training" if round_ == 0 else "edge points", total=None)
+
+                def on_batch(told: int, pending: int, task_id=task_id, bar=bar) -> None:
+                    bar.update(task_id, completed=told, total=pending)
+
+                def progress(done: int, total: int, task_id=task_id, bar=bar) -> None:
+                    frac = done / total if total else 1.0
+                    tot = bar.tasks[task_id].total or 1
+                    bar.update(task_id, completed=math.floor(frac * tot))
+
+                n = study.prepare()
+                bar.update(task_id, total=n)
+                try:
+                    trained += study.run(
+                        ex, batch_size=args.batch_size, progress=progress, on_batch=on_batch
+                    )
+                except KeyboardInterrupt:
+                    done = study.counts().get("COMPLETE", 0)
+                    console.print(
+                        f"interrupted: {done} runs are stored; continue with "
+                        f"lrlab sweep --resume --study {study.name} --storage {args.storage}"
+                    )
+                    return 130
+            if round_ == args.edge_rounds or s.random:
+                break
+            added = study.extend_edges()
+            if not added:
+                break
+            for sched, lrs in added.items():
+                console.print(f"best lr of {sched} on the grid edge: adding lr {lrs}")
+    elapsed = time.perf_counter() - t0
+    console.print(f"trained {trained} runs in {elapsed:.1f} s")
+    rep = study_report(study, args.out)
+    console.print(robustness_table(rep.robustness, title=f"Robustness: {s.task}"))
+    console.print(f"report: {rep.files['report.html']} (PNGs and results.csv beside it)")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    import optuna
+
+    from lrlab.report import robustness_table, study_report
+    from lrlab.tune import Study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = Study.open(args.study, None, args.storage)
+    rep = study_report(study, args.out)
+    console = _console()
+    console.print(robustness_table(rep.robustness, title=f"Robustness: {study.settings.task}"))
+    console.print(f"report: {rep.files['report.html']}")
+    return 0

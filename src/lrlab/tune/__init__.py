@@ -1,1 +1,50 @@
-"""lrlab.tune."""
+"""Sweeps: search spaces, stored studies, executors and robustness analysis.
+
+Example::
+
+    from lrlab.tune import LocalExecutor, Study, StudySettings, log_grid, robustness
+
+    settings = StudySettings("digits_logreg", ("constant", "cosine", "poly2"),
+                             lrs=tuple(log_grid(0.0625, 16, factor=2)), seeds=(0, 1, 2))
+    study = Study.open("demo", settings, "sqlite:///lrlab.db")
+    study.run(LocalExecutor())
+    print(robustness(study.results()))
+"""
+
+from lrlab.tune.analysis import (
+    RHOS,
+    fit_exponent,
+    predicted_exponent,
+    robustness,
+    seed_table,
+    tolerable_factor,
+)
+from lrlab.tune.executors import Executor, LocalExecutor, RayExecutor, make_executor, train_batch
+from lrlab.tune.settings import DEFAULT_SCHEDULES, StudySettings, build_schedule
+from lrlab.tune.space import LogUniform, edge_side, extend_edge, grid_factor, log_grid
+from lrlab.tune.study import DEFAULT_STORAGE, Study, open_storage
+
+__all__ = [
+    "DEFAULT_SCHEDULES",
+    "DEFAULT_STORAGE",
+    "RHOS",
+    "Executor",
+    "LocalExecutor",
+    "LogUniform",
+    "RayExecutor",
+    "Study",
+    "StudySettings",
+    "build_schedule",
+    "edge_side",
+    "extend_edge",
+    "fit_exponent",
+    "grid_factor",
+    "log_grid",
+    "make_executor",
+    "open_storage",
+    "predicted_exponent",
+    "robustness",
+    "seed_table",
+    "tolerable_factor",
+    "train_batch",
+]

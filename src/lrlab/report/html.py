@@ -1,0 +1,125 @@
+"""The report folder: PNG plots, ``results.csv`` and one self-contained ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lrlab.report.export import export
+from lrlab.report.plots import gap_vs_rho_figure, loss_vs_lr_figure, schedule_shapes_figure
+from lrlab.schedules import Schedule
+from lrlab.tune.analysis import RHOS, robustness, seed_table
+
+PNGS = ("loss_vs_lr.png", "gap_vs_rho.png", "schedules.png")
+
+
+@dataclass
+class Report:
+    """What ``write_report`` produced: the robustness table and the files written."""
+
+    robustness: pd.DataFrame
+    files: dict[str, str]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _fmt(x: object) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "-"
+        if math.isinf(x):
+            return "diverged"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+    "th{background:#f3f3f3}img{max-width:100%}"
+)
+
+
+def write_report(
+    df: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    schedules: Mapping[str, Schedule],
+    steps: int,
+    title: str = "lrlab sweep",
+    description: Sequence[str] = (),
+    rhos: Sequence[float] = RHOS,
+    f_star: float = 0.0,
+    slack: float = 0.02,
+) -> Report:
+    """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
+    ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``.
+
+    ``schedules`` maps each label in ``df`` to its schedule (theory exponents and shapes);
+    ``description`` lines are shown under the title.
+    Example: ``write_report(study.results(), "lrlab-report", schedules=..., steps=500)``.
+    """
+    if df.empty:
+        raise ValueError("the results table is empty: nothing to report (run the sweep first)")
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    rob = robustness(df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules)
+    figs = {
+        "loss_vs_lr.png": loss_vs_lr_figure(df, f_star=f_star, title=title),
+        "gap_vs_rho.png": gap_vs_rho_figure(rob, rhos=rhos, f_star=f_star),
+        "schedules.png": schedule_shapes_figure(schedules, steps),
+    }
+    files: dict[str, str] = {}
+    images = []
+    for name, fig in figs.items():
+        data = _png(fig)
+        path = os.path.join(out, name)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        files[name] = path
+        b64 = base64.b64encode(data).decode("ascii")
+        images.append(f'<img alt="{name}" src="data:image/png;base64,{b64}">')
+    files["results.csv"] = export(df, os.path.join(out, "results.csv"))
+    lines = "".join(f"<li>{html.escape(x)}</li>" for x in description)
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{lines}</ul>"
+        "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; over_r / under_r: "
+        "at r x and 1/r x the best lr; exponent: fitted slope of log gap vs log r "
+        f"(gap = loss - {f_star:g}); predicted: theory; max_grid_factor: the coarsest grid "
+        f"whose best point stays within {slack:.0%} of the best loss.</p>"
+        + _html_table(rob)
+        + images[0]
+        + images[1]
+        + images[2]
+        + "<h2>Per learning rate</h2>"
+        + _html_table(seed_table(df))
+        + "</body></html>"
+    )
+    path = os.path.join(out, "report.html")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    files["report.html"] = path
+    return Report(rob, files)

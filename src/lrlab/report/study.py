@@ -1,0 +1,39 @@
+"""``study_report``: the report of a stored study."""
+
+from __future__ import annotations
+
+import os
+
+from lrlab.report.html import Report, write_report
+from lrlab.tune.reference import f_star as reference_f_star
+from lrlab.tune.settings import build_schedule
+from lrlab.tune.study import Study
+
+
+def study_report(
+    study: Study, out_dir: str | os.PathLike, *, slack: float = 0.02, f_star: float | None = None
+) -> Report:
+    """Write the report folder of ``study`` (see ``write_report``).
+
+    ``f_star`` defaults to ``lrlab.tune.reference.f_star`` of the study's task.
+    Example: ``study_report(Study.open("lrlab-default"), "lrlab-report")``.
+    """
+    s = study.settings
+    schedules = {label: build_schedule(label, s.steps) for label in s.schedules}
+    c = study.counts()
+    desc = [
+        f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
+        f"seeds {list(s.seeds)}",
+        f"trials: {c.get('COMPLETE', 0)} complete, {c.get('FAIL', 0)} failed and re-run, "
+        f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
+    ]
+    return write_report(
+        study.results(),
+        out_dir,
+        schedules=schedules,
+        steps=s.steps,
+        title=f"lrlab sweep: {s.task}",
+        description=desc,
+        f_star=reference_f_star(s.task_spec) if f_star is None else f_star,
+        slack=slack,
+    )

@@ -1,0 +1,210 @@
+"""What a study sweeps: ``StudySettings`` and the schedule specs it is written in.
+
+A schedule spec is a short string: a registered schedule name (``constant``, ``inverse_sqrt``,
+``cosine``, ``linear``, ...), ``poly<p>`` for ``Polynomial(power=p)``, or
+``name:key=value,...`` for other arguments (``cosine:s_min=0.1``). Schedules with a horizon are
+built with ``steps`` equal to the study's number of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from lrlab._checks import check_int, check_real
+from lrlab.schedules import Schedule, registry
+from lrlab.train.types import OPTIMIZERS, RunConfig
+from lrlab.tune.space import LogUniform
+
+DEFAULT_SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
+_POLY = re.compile(r"^poly(\d+(?:\.\d+)?)$")
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def build_schedule(spec: str, steps: int) -> Schedule:
+    """The schedule a spec names, with horizon ``steps`` where the schedule has one.
+
+    Example: ``build_schedule("poly2", 500)`` -> ``Polynomial(steps=500, power=2)``.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"schedule spec must be a non-empty string, got {spec!r}")
+    steps = check_int("steps", steps, lo=1)
+    spec = spec.strip()
+    m = _POLY.match(spec)
+    if m:
+        name, kwargs = "polynomial", {"power": _number(m.group(1))}
+    else:
+        name, _, rest = spec.partition(":")
+        kwargs = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise ValueError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
+            try:
+                kwargs[key.strip()] = _number(val.strip())
+            except ValueError:
+                raise ValueError(f"schedule spec {spec!r}: {key}={val!r} is not a number") from None
+    known = registry()
+    if name not in known or name == "from_array":
+        names = sorted(set(known) - {"from_array"}) + ["poly<p>"]
+        raise ValueError(f"unknown schedule {spec!r}; known: {', '.join(names)}")
+    cls = known[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if "steps" in fields:
+        kwargs["steps"] = steps
+    bad = sorted(set(kwargs) - fields)
+    if bad:
+        raise ValueError(f"schedule {name!r} has no argument(s) {', '.join(bad)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"schedule spec {spec!r}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySettings:
+    """Everything that defines a study's trials; saved with the study and compared on reopen.
+
+    ``task_options`` are passed to ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
+    Trials are the product ``points x schedules x seeds``. ``points`` come from ``lrs`` (a
+    grid; ``weight_decay`` fixed) or, when ``random`` is given, from ``LogUniform(bounds)``
+    sampled ``n`` times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``.
+
+    Example: ``StudySettings("digits_logreg", ("cosine",), lrs=(0.5, 1.0), seeds=(0,), steps=500)``.
+    """
+
+    task: str
+    schedules: tuple[str, ...]
+    task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lrs: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 500
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    random: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task must be a task name, got {self.task!r}")
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if not isinstance(self.task_options, dict):
+            raise ValueError("task_options must be a dict of get_task options")
+        set_("task_options", dict(sorted(self.task_options.items())))
+        set_("steps", check_int("steps", self.steps, lo=1))
+        if isinstance(self.schedules, str) or not isinstance(self.schedules, Sequence):
+            raise ValueError("schedules must be a sequence of schedule specs")
+        specs = tuple(s.strip() if isinstance(s, str) else s for s in self.schedules)
+        if not specs:
+            raise ValueError("schedules must name at least one schedule")
+        for s in specs:
+            build_schedule(s, self.steps)
+        if len(set(specs)) != len(specs):
+            raise ValueError(f"schedules must be distinct, got {list(specs)}")
+        set_("schedules", specs)
+        seeds = tuple(check_int("seeds", s, lo=0) for s in self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(
+                f"seeds must be a non-empty list of distinct integers >= 0, got {seeds}"
+            )
+        set_("seeds", seeds)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        set_("momentum", check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True))
+        set_("weight_decay", check_real("weight_decay", self.weight_decay, 0.0))
+        lrs = tuple(check_real("lrs", x, 0.0, lo_open=True) for x in self.lrs)
+        if self.random is None:
+            if not lrs:
+                raise ValueError("the learning-rate grid is empty: give at least one lr")
+            if len(set(lrs)) != len(lrs):
+                raise ValueError("the learning-rate grid has repeated values")
+            set_("lrs", tuple(sorted(lrs)))
+        else:
+            if lrs:
+                raise ValueError("give either lrs (a grid) or random (a random search), not both")
+            r = dict(self.random)
+            if set(r) != {"bounds", "n", "seed"}:
+                raise ValueError("random must have exactly the keys bounds, n, seed")
+            space = LogUniform(r["bounds"])
+            r = {
+                "bounds": space.to_dict(),
+                "n": check_int("random n", r["n"], lo=1),
+                "seed": check_int("random seed", r["seed"], lo=0),
+            }
+            set_("random", r)
+            set_("lrs", ())
+
+    @property
+    def task_spec(self) -> dict[str, Any]:
+        """``{"name": task, **task_options}``: what executors pass to ``get_task``."""
+        return {"name": self.task, **self.task_options}
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        """The hyperparameters a trial carries besides schedule and seed."""
+        return tuple(self.random["bounds"]) if self.random else ("lr",)
+
+    def points(self, extra_lrs: Sequence[float] = ()) -> list[dict[str, float]]:
+        """The hyperparameter points (``extra_lrs``: grid values added by the edge rule)."""
+        if self.random:
+            return LogUniform(self.random["bounds"]).sample(self.random["n"], self.random["seed"])
+        return [{"lr": float(x)} for x in sorted(set(self.lrs) | set(extra_lrs))]
+
+    def config(self, point: dict[str, float], schedule: str, seed: int) -> RunConfig:
+        """The ``RunConfig`` of one trial."""
+        return RunConfig(
+            lr=point["lr"],
+            schedule=build_schedule(schedule, self.steps),
+            seed=seed,
+            steps=self.steps,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=point.get("weight_decay", self.weight_decay),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["task_options"] = dict(self.task_options)
+        d["schedules"], d["lrs"], d["seeds"] = (
+            list(self.schedules),
+            list(self.lrs),
+            list(self.seeds),
+        )
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> StudySettings:
+        d = dict(d)
+        for k in ("schedules", "lrs", "seeds"):
+            d[k] = tuple(d.get(k, ()))
+        return StudySettings(**d)
+
+    def differences(self, other: StudySettings) -> list[str]:
+        """Human-readable ``key: stored -> requested`` lines where two settings differ."""
+        a, b = self.to_dict(), other.to_dict()
+        out = []
+        for k in a:
+            if not _same(a[k], b[k]):
+                out.append(f"{k}: stored {a[k]!r}, requested {b[k]!r}")
+        return out
+
+
+def _same(x: Any, y: Any) -> bool:
+    if isinstance(x, float) and isinstance(y, float):
+        return math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0)
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y, strict=True))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    return x == y

@@ -1,0 +1,381 @@
+"""``Study``: a sweep kept in Optuna RDB storage, driven in batches through ask/tell.
+
+Every trial is one (point, schedule, seed), where a point is a learning rate (grid) or a dict
+of hyperparameters (random search). The settings are saved as the study's user attributes; a
+study reopened under the same name with other settings is refused before anything is written.
+
+Each COMPLETE trial has params ``schedule``, ``seed`` and ``lr`` (plus the other searched
+hyperparameters), value = final loss (+inf if diverged), user attributes ``diverged`` (bool)
+and ``run`` = {final_loss, test_metric, diverged_at, curve_steps, curve_loss} (None for
+non-finite numbers).
+
+Exactly once: one driver process writes to the storage. Before it trains, ``prepare`` marks
+trials left RUNNING by a crash as FAIL and enqueues every trial that has neither completed nor
+is waiting, so each (point, schedule, seed) ends with exactly one COMPLETE trial.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from lrlab._checks import check_int
+from lrlab.train.types import RunResult
+from lrlab.tune.executors import Executor, Progress
+from lrlab.tune.settings import StudySettings
+from lrlab.tune.space import extend_edge
+
+DEFAULT_STORAGE = "sqlite:///lrlab.db"
+SETTINGS_ATTR = "lrlab_settings"
+EXTRA_ATTR = "lrlab_extra_lrs"
+Key = tuple[str, int, tuple[tuple[str, str], ...]]
+
+
+def storage_url(url: str) -> str:
+    """A bare path becomes ``sqlite:///path``; URLs (``postgresql://...``) pass through."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"storage must be a non-empty URL or SQLite file path, got {url!r}")
+    return url if "://" in url else f"sqlite:///{url}"
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """Open an Optuna RDB storage; ValueError naming the URL if it cannot be opened.
+
+    ``must_exist``: a SQLite file that does not exist is an error instead of being created.
+    """
+    url = storage_url(url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if must_exist and not os.path.isfile(path):
+            raise ValueError(f"cannot open storage {url!r}: no such file {path!r}")
+        kwargs["creator"] = lambda: _sqlite_connect(path)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        raise ValueError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL``: a commit survives the
+    process being killed (what resume relies on) without an fsync per trial."""
+    con = sqlite3.connect(path, timeout=60.0, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    return con
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):.12g}"
+
+
+def _key(params: dict[str, Any], searched: Sequence[str]) -> Key:
+    point = tuple((k, _fmt(params[k])) for k in searched)
+    return (str(params["schedule"]), int(params["seed"]), point)
+
+
+def _jsonable(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class Study:
+    """A stored sweep. Open with ``Study.open(name, settings, storage)``.
+
+    Example::
+
+        settings = StudySettings("digits_logreg", ("cosine", "constant"),
+                                 lrs=tuple(log_grid(0.1, 3.2, factor=2)), seeds=(0, 1))
+        study = Study.open("demo", settings, "sqlite:///lrlab.db")
+        study.run(LocalExecutor())
+        df = study.results()
+    """
+
+    def __init__(self, study: optuna.Study, settings: StudySettings) -> None:
+        self.optuna_study = study
+        self.settings = settings
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, name: str, settings: StudySettings | None = None, storage: str = DEFAULT_STORAGE
+    ) -> Study:
+        """Create the study ``name`` with ``settings``, or reopen it.
+
+        Reopening with ``settings`` that differ from the stored ones raises ValueError (nothing
+        is written). ``settings=None`` loads an existing study with its stored settings.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"study name must be a non-empty string, got {name!r}")
+        if settings is not None and not isinstance(settings, StudySettings):
+            raise ValueError("settings must be a StudySettings or None")
+        rdb = open_storage(storage, must_exist=settings is None)
+        names = [
+            s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)
+        ]
+        if name not in names:
+            if settings is None:
+                known = ", ".join(names) or "none"
+                raise ValueError(
+                    f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
+                )
+            study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
+            study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+            return cls(study, settings)
+        study = optuna.load_study(study_name=name, storage=rdb)
+        stored = study.user_attrs.get(SETTINGS_ATTR)
+        if stored is None:
+            raise ValueError(f"study {name!r} exists but was not made by lrlab (no settings)")
+        have = StudySettings.from_dict(stored)
+        if settings is not None:
+            diff = have.differences(settings)
+            if diff:
+                raise ValueError(
+                    f"study {name!r} already exists with different settings ("
+                    + "; ".join(diff)
+                    + "); use another study name, or reopen it with its stored settings "
+                    "(settings=None; lrlab sweep --resume)"
+                )
+        return cls(study, have)
+
+    @property
+    def name(self) -> str:
+        return self.optuna_study.study_name
+
+    @property
+    def extra_lrs(self) -> dict[str, list[float]]:
+        """Grid values added by the edge rule, per schedule."""
+        return dict(self.optuna_study.user_attrs.get(EXTRA_ATTR, {}))
+
+    # -- the trial set ------------------------------------------------------------------------
+    def _distributions(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schedule": CategoricalDistribution(list(self.settings.schedules)),
+            "seed": IntDistribution(0, 2**31 - 1),
+        }
+        for k in self.settings.searched:
+            d[k] = FloatDistribution(1e-12, 1e12, log=True)
+        return d
+
+    def expected(self) -> dict[Key, dict[str, Any]]:
+        """Every trial the study must complete: key -> params."""
+        out: dict[Key, dict[str, Any]] = {}
+        extra = self.extra_lrs
+        for sched in self.settings.schedules:
+            for point in self.settings.points(extra.get(sched, ())):
+                for seed in self.settings.seeds:
+                    params = {**point, "schedule": sched, "seed": seed}
+                    out[_key(params, self.settings.searched)] = params
+        return out
+
+    def _trial_key(self, t: optuna.trial.FrozenTrial) -> Key:
+        params = t.params if t.params else t.system_attrs.get("fixed_params", {})
+        return _key(params, self.settings.searched)
+
+    def counts(self) -> dict[str, int]:
+        """Number of trials by state name (``COMPLETE``, ``WAITING``, ``RUNNING``, ``FAIL``)."""
+        c = Counter(t.state.name for t in self.optuna_study.get_trials(deepcopy=False))
+        return dict(c)
+
+    def complete_counts(self) -> Counter:
+        """How many COMPLETE trials each key has (exactly one each once the study is done)."""
+        done = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return Counter(self._trial_key(t) for t in done)
+
+    def prepare(self) -> int:
+        """Fail stale RUNNING trials, enqueue missing ones; return how many are waiting."""
+        storage = self.optuna_study._storage
+        trials = self.optuna_study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        have = {
+            self._trial_key(t)
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.WAITING)
+        }
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        for key, params in self.expected().items():
+            if key not in have:
+                self.optuna_study.enqueue_trial(params)
+                waiting += 1
+        return waiting
+
+    # -- running ------------------------------------------------------------------------------
+    def run(
+        self,
+        executor: Executor,
+        *,
+        batch_size: int = 0,
+        progress: Progress | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Train every pending trial; return how many were completed now.
+
+        Trials are asked all at once, split into batches of ``batch_size`` (0: one batch per
+        worker of the executor, ``executor.parallelism``; in-process that is one batch of
+        everything, the fastest on one machine) and told as each batch finishes.
+        ``progress(done, total)`` counts member-steps; ``on_batch(told, pending)`` follows the
+        trial count.
+        """
+        batch_size = check_int("batch_size", batch_size, lo=0)
+        if self.prepare() == 0:
+            return 0
+        asked = self._claim_waiting()
+        n = len(asked)
+        asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
+        size = batch_size or math.ceil(n / max(1, executor.parallelism))
+        groups = [asked[i : i + size] for i in range(0, n, size)]
+        batches = [
+            [
+                self.settings.config(self._point(t.params), t.params["schedule"], t.params["seed"])
+                for t in g
+            ]
+            for g in groups
+        ]
+        told = 0
+        pending = set(range(len(groups)))
+        try:
+            for i, results in executor.map_batches(self.settings.task_spec, batches, progress):
+                for trial, res in zip(groups[i], results, strict=True):
+                    self._tell(trial, res)
+                told += len(results)
+                pending.discard(i)
+                if on_batch is not None:
+                    on_batch(told, n)
+        except BaseException:
+            for i in pending:
+                for trial in groups[i]:
+                    # skip_if_finished: the error may have come after some were told
+                    self.optuna_study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        return told
+
+    def _claim_waiting(self) -> list[optuna.Trial]:
+        """Move every WAITING trial to RUNNING and suggest its enqueued parameters.
+
+        This is what ``optuna.Study.ask`` does for one enqueued trial, done for all of them
+        with one read of the trial list (``ask`` rereads it per trial).
+        """
+        storage = self.optuna_study._storage
+        dists = self._distributions()
+        out = []
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                trial = optuna.Trial(self.optuna_study, t._trial_id)
+                for name, dist in dists.items():
+                    if isinstance(dist, CategoricalDistribution):
+                        trial.suggest_categorical(name, dist.choices)
+                    elif isinstance(dist, IntDistribution):
+                        trial.suggest_int(name, dist.low, dist.high)
+                    else:
+                        trial.suggest_float(name, dist.low, dist.high, log=True)
+                out.append(trial)
+        return out
+
+    def _point(self, params: dict[str, Any]) -> dict[str, float]:
+        return {k: float(params[k]) for k in self.settings.searched}
+
+    def _tell(self, trial: optuna.Trial, res: RunResult) -> None:
+        diverged = bool(res.diverged) or not math.isfinite(res.final_loss)
+        steps = np.asarray(res.curve_steps).astype(int).tolist()
+        curve = [_jsonable(float(v)) for v in np.asarray(res.curve_loss, dtype=float)]
+        run = {
+            "final_loss": None if diverged else float(res.final_loss),
+            "test_metric": _jsonable(res.test_metric),
+            "diverged_at": None if res.diverged_at is None else int(res.diverged_at),
+            "curve_steps": steps,
+            "curve_loss": curve,
+        }
+        # two attributes, not one per field: each is a database round trip
+        trial.set_user_attr("diverged", diverged)
+        trial.set_user_attr("run", run)
+        self.optuna_study.tell(trial, math.inf if diverged else float(res.final_loss))
+
+    # -- the edge rule ------------------------------------------------------------------------
+    def extend_edges(self, points: int = 2) -> dict[str, list[float]]:
+        """Apply the edge rule per schedule to the completed grid; return the values added.
+
+        A schedule whose lowest mean loss sits at the edge of its grid gets ``points`` more
+        grid values past that edge (``run`` then trains them). Random-search studies have no
+        grid: ValueError.
+        """
+        if self.settings.random:
+            raise ValueError("the edge rule needs a learning-rate grid; this study is random")
+        df = self.results()
+        extra = self.extra_lrs
+        added: dict[str, list[float]] = {}
+        for sched in self.settings.schedules:
+            grid = sorted(set(self.settings.lrs) | set(extra.get(sched, ())))
+            sub = df[df["schedule"] == sched]
+            if len(grid) < 2 or sub.empty:
+                continue
+            loss = sub.assign(final_loss=sub["final_loss"].where(~sub["diverged"], np.inf))
+            mean = loss.groupby("lr")["final_loss"].mean()
+            values = [float(mean.get(g, np.inf)) for g in grid]
+            new = [float(x) for x in extend_edge(grid, values, points=points)]
+            if new:
+                added[sched] = new
+                extra[sched] = sorted(set(extra.get(sched, [])) | set(new))
+        if added:
+            self.optuna_study.set_user_attr(EXTRA_ATTR, extra)
+        return added
+
+    # -- reading ------------------------------------------------------------------------------
+    def results(self) -> pd.DataFrame:
+        """One row per COMPLETE trial: trial, schedule, seed, lr, weight_decay, final_loss
+        (NaN if diverged), test_metric, diverged, diverged_at; sorted by schedule, lr, seed."""
+        rows = []
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            p, a = t.params, t.user_attrs.get("run", {})
+            rows.append(
+                {
+                    "trial": t.number,
+                    "schedule": p["schedule"],
+                    "seed": int(p["seed"]),
+                    "lr": float(p["lr"]),
+                    "weight_decay": float(p.get("weight_decay", self.settings.weight_decay)),
+                    "final_loss": np.nan if a.get("final_loss") is None else a["final_loss"],
+                    "test_metric": np.nan if a.get("test_metric") is None else a["test_metric"],
+                    "diverged": bool(t.user_attrs.get("diverged", False)),
+                    "diverged_at": a.get("diverged_at"),
+                }
+            )
+        cols = [
+            "trial",
+            "schedule",
+            "seed",
+            "lr",
+            "weight_decay",
+            "final_loss",
+            "test_metric",
+            "diverged",
+            "diverged_at",
+        ]
+        df = pd.DataFrame(rows, columns=cols)
+        order = {s: i for i, s in enumerate(self.settings.schedules)}
+        df = df.sort_values(
+            ["schedule", "lr", "seed"],
+            key=lambda c: c.map(order) if c.name == "schedule" else c,
+            kind="stable",
+        ).reset_index(drop=True)
+        return df
+
+    def curves(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Trial number -> (steps, subsampled minibatch loss; NaN after divergence)."""
+        out = {}
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            run = t.user_attrs.get("run", {})
+            s = np.asarray(run.get("curve_steps", []), dtype=np.int64)
+            v = np.array([np.nan if x is None else x for x in run.get("curve_loss", [])])
+            out[t.number] = (s, v.astype(np.float64))
+        return out

@@ -1,0 +1,203 @@
+"""``lrlab sweep`` / ``lrlab report`` on the real trainer (tiny grids, few steps)."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from lrlab.cli import main
+from lrlab.tune import LocalExecutor, Study, StudySettings
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+SMALL = [
+    "--task",
+    "iris_logreg",
+    "--schedules",
+    "constant,cosine",
+    "--grid",
+    "0.1,0.4,1.6",
+    "--seeds",
+    "2",
+    "--steps",
+    "40",
+]
+
+
+def count(db, state=None):
+    with sqlite3.connect(db) as con:
+        if state is None:
+            return con.execute("select count(*) from trials").fetchone()[0]
+        return con.execute("select count(*) from trials where state=?", (state,)).fetchone()[0]
+
+
+def test_sweep_writes_db_report_and_table(tmp_path, capsys):
+    db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
+    rc = main(
+        ["sweep", *SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Robustness" in text and "constant" in text and "cosine" in text
+    assert count(db, "COMPLETE") == 12
+    for name in ("loss_vs_lr.png", "gap_vs_rho.png", "schedules.png", "report.html", "results.csv"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    out2 = str(tmp_path / "rep2")
+    assert main(["report", "t", "--storage", db, "--out", out2]) == 0
+    assert os.path.exists(os.path.join(out2, "report.html"))
+    # running the same sweep again trains nothing new
+    assert (
+        main(["sweep", *SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"])
+        == 0
+    )
+    assert count(db) == 12
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--seeds", "3"], "different settings"),
+        (["--grid", ""], "grid is empty"),
+        (["--schedules", "constant,nosuch"], "unknown schedule 'nosuch'"),
+        (["--resume", "--seeds", "3"], "drop --seeds"),
+    ],
+)
+def test_bad_input_is_refused_and_stored_trials_survive(tmp_path, capsys, extra, match):
+    db = str(tmp_path / "a.db")
+    assert (
+        main(
+            [
+                "sweep",
+                *SMALL,
+                "--storage",
+                db,
+                "--study",
+                "t",
+                "--out",
+                str(tmp_path / "r"),
+                "--edge-rounds",
+                "0",
+            ]
+        )
+        == 0
+    )
+    before = count(db)
+    args = list(SMALL)
+    for i in range(0, len(extra), 2):  # override or add the option
+        if extra[i] in args:
+            j = args.index(extra[i])
+            del args[j : j + 2]
+    if "--resume" in extra:
+        args = []
+    rc = main(
+        ["sweep", *args, *extra, "--storage", db, "--study", "t", "--out", str(tmp_path / "r")]
+    )
+    assert rc == 2
+    assert match in capsys.readouterr().err
+    assert count(db) == before == 12
+
+
+def test_bad_storage_and_missing_study(tmp_path, capsys):
+    rc = main(["sweep", *SMALL, "--storage", str(tmp_path / "no" / "dir" / "a.db")])
+    assert rc == 2 and "cannot open storage" in capsys.readouterr().err
+    rc = main(["report", "t", "--storage", str(tmp_path / "none.db")])
+    assert rc == 2 and "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from lrlab.tune import LocalExecutor, Study, StudySettings, train_batch
+
+    def slow(task, configs, progress=None):
+        out = train_batch(task, configs)
+        time.sleep(0.25)
+        return out
+
+    settings = StudySettings(task="iris_logreg", schedules=("constant", "cosine"),
+                             lrs=(0.1, 0.4, 1.6), seeds=(0, 1), steps=60)
+    Study.open("k", settings, sys.argv[1]).run(LocalExecutor(runner=slow), batch_size=1)
+    """
+)
+
+
+def test_killed_study_resumes_to_the_uninterrupted_result(tmp_path):
+    db = str(tmp_path / "k.db")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    proc = subprocess.Popen([sys.executable, str(script), db], env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if os.path.exists(db):
+                try:
+                    if count(db, "COMPLETE") >= 3:
+                        break
+                except sqlite3.OperationalError:  # tables not created yet
+                    pass
+            assert proc.poll() is None, "driver ended before it could be killed"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = count(db, "COMPLETE")
+    assert 3 <= done < 12 and count(db, "RUNNING") == 12 - done
+    rc = main(
+        [
+            "sweep",
+            "--resume",
+            "--storage",
+            db,
+            "--study",
+            "k",
+            "--batch-size",
+            "1",
+            "--edge-rounds",
+            "0",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 0
+    study = Study.open("k", None, db)
+    counts = study.complete_counts()
+    assert len(counts) == 12 and set(counts.values()) == {1}
+    assert study.counts() == {"COMPLETE": 12, "FAIL": 12 - done}
+    ref = Study.open("ref", study.settings, str(tmp_path / "ref.db"))
+    ref.run(LocalExecutor(), batch_size=1)
+    cols = ["schedule", "lr", "seed", "final_loss", "test_metric", "diverged"]
+    assert study.results()[cols].equals(ref.results()[cols])
+
+
+def test_default_settings_are_the_builtin_study():
+    import argparse
+
+    from lrlab.cli.sweep_cmd import settings_from_args
+
+    ns = argparse.Namespace(
+        task=None,
+        task_option=None,
+        schedules=None,
+        lr_min=None,
+        lr_max=None,
+        factor=None,
+        per_decade=None,
+        grid=None,
+        seeds=None,
+        steps=None,
+        optimizer=None,
+    )
+    s = settings_from_args(ns)
+    assert isinstance(s, StudySettings)
+    assert s.task == "digits_logreg" and s.task_options == {"l2": 0.01}
+    assert s.schedules == ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
+    assert s.lrs[0] == 2.0**-6 and s.lrs[-1] == 2.0**7 and len(s.lrs) == 14
+    assert s.seeds == (0, 1, 2) and s.steps == 500

@@ -1,0 +1,87 @@
+import math
+
+import numpy as np
+import pytest
+
+from lrlab.tune import LogUniform, edge_side, extend_edge, grid_factor, log_grid
+
+
+def test_log_grid_by_factor_and_per_decade():
+    np.testing.assert_allclose(log_grid(0.125, 2, factor=2), [0.125, 0.25, 0.5, 1, 2])
+    np.testing.assert_allclose(log_grid(1e-3, 1, per_decade=1), [1e-3, 1e-2, 1e-1, 1])
+    g = log_grid(1e-2, 1, per_decade=4)
+    assert len(g) == 9 and math.isclose(g[-1], 1.0)
+    np.testing.assert_allclose(g[1:] / g[:-1], 10**0.25)
+    np.testing.assert_allclose(log_grid(1, 3, factor=2), [1, 2])  # hi off the grid
+    assert grid_factor([4, 1, 2]) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lo": 0.0, "hi": 1.0, "factor": 2}, "lo"),
+        ({"lo": 1.0, "hi": 0.5, "factor": 2}, "hi"),
+        ({"lo": 0.1, "hi": 1.0, "factor": 1.0}, "factor"),
+        ({"lo": 0.1, "hi": 1.0}, "exactly one"),
+        ({"lo": 0.1, "hi": 1.0, "factor": 2, "per_decade": 3}, "exactly one"),
+        ({"lo": 0.1, "hi": 1.0, "per_decade": 0}, "per_decade"),
+        ({"lo": float("nan"), "hi": 1.0, "factor": 2}, "finite"),
+    ],
+)
+def test_log_grid_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        log_grid(**kwargs)
+
+
+def test_grid_factor_rejects_non_geometric():
+    with pytest.raises(ValueError, match="geometric"):
+        grid_factor([1, 2, 3])
+
+
+def test_log_uniform_is_seeded_and_in_bounds():
+    space = LogUniform({"lr": (1e-3, 1.0), "weight_decay": (1e-6, 1e-2)})
+    a, b, c = space.sample(200, seed=1), space.sample(200, seed=1), space.sample(200, seed=2)
+    assert a == b and a != c
+    lr = np.array([p["lr"] for p in a])
+    wd = np.array([p["weight_decay"] for p in a])
+    assert lr.min() >= 1e-3 and lr.max() <= 1.0 and wd.min() >= 1e-6 and wd.max() <= 1e-2
+    # log-uniform: the mean of log10(lr) is near the middle of [-3, 0]
+    assert abs(np.log10(lr).mean() + 1.5) < 0.15
+    assert abs(np.log10(wd).mean() + 4.0) < 0.2
+
+
+@pytest.mark.parametrize(
+    "bounds, match",
+    [
+        ({}, "non-empty"),
+        ({"momentum": (0.1, 0.9)}, "unknown parameter"),
+        ({"lr": (0.0, 1.0)}, "lo"),
+        ({"lr": (1.0, 0.1)}, "hi"),
+        ({"lr": (0.1,)}, "pair"),
+    ],
+)
+def test_log_uniform_rejects_bad_bounds(bounds, match):
+    with pytest.raises(ValueError, match=match):
+        LogUniform(bounds)
+
+
+def test_edge_side():
+    grid = [0.1, 0.2, 0.4, 0.8]
+    assert edge_side(grid, [4, 3, 2, 1]) == "high"
+    assert edge_side(grid, [1, 2, 3, 4]) == "low"
+    assert edge_side(grid, [3, 1, 2, 4]) is None
+    assert edge_side(grid, [3, 2, 1, float("nan")]) is None  # diverged counts as +inf
+    assert edge_side(grid, [float("nan")] * 4) == "low"  # everything diverged: go lower
+    assert edge_side([0.8, 0.1, 0.4, 0.2], [1, 4, 2, 3]) == "high"  # order does not matter
+    with pytest.raises(ValueError, match="same length"):
+        edge_side(grid, [1, 2])
+
+
+def test_extend_edge_extends_in_the_direction_of_the_best():
+    np.testing.assert_allclose(extend_edge([0.1, 0.2, 0.4], [3, 2, 1]), [0.8, 1.6])
+    np.testing.assert_allclose(
+        extend_edge([0.1, 0.2, 0.4], [1, 2, 3], points=3), [0.0125, 0.025, 0.05]
+    )
+    assert extend_edge([0.1, 0.2, 0.4], [2, 1, 3]).size == 0
+    with pytest.raises(ValueError, match="points"):
+        extend_edge([0.1, 0.2], [2, 1], points=0)

@@ -1,0 +1,241 @@
+"""Studies with a small in-test evaluator (the real trainer is exercised in test_cli_sweep)."""
+
+import math
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+from lrlab.train.types import RunResult
+from lrlab.tune import LocalExecutor, Study, StudySettings, log_grid
+
+BEST = {"constant": 0.5, "cosine": 2.0, "poly2": 64.0}
+
+
+def fake_runner(task, configs, progress=None):
+    """Loss (log2 lr - log2 best)^2 + 1 + seed/100; lr >= 16 diverges for constant."""
+    out = []
+    for c in configs:
+        label = {"constant": "constant", "cosine": "cosine", "polynomial": "poly2"}[c.schedule.name]
+        div = label == "constant" and c.lr >= 16
+        loss = math.nan if div else (math.log2(c.lr / BEST[label])) ** 2 + 1 + c.seed / 100
+        loss += c.weight_decay
+        out.append(
+            RunResult(
+                c,
+                loss,
+                None if div else 0.9,
+                div,
+                7 if div else None,
+                np.arange(3),
+                np.array([2.0, 1.5, math.nan if div else loss]),
+            )
+        )
+    if progress is not None:
+        progress(len(configs) * (configs[0].steps or 1), len(configs) * (configs[0].steps or 1))
+    return out
+
+
+def settings(**kw):
+    base = dict(
+        task="digits_logreg",
+        schedules=("constant", "cosine"),
+        lrs=tuple(log_grid(0.25, 32, factor=2)),
+        seeds=(0, 1),
+        steps=10,
+    )
+    base.update(kw)
+    return StudySettings(**base)
+
+
+def n_trials(path):
+    with sqlite3.connect(path) as con:
+        return con.execute("select count(*) from trials").fetchone()[0]
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "s.db")
+
+
+def test_run_stores_every_trial_once_with_results(db):
+    study = Study.open("s", settings(), db)
+    assert study.run(LocalExecutor(runner=fake_runner), batch_size=5) == 8 * 2 * 2
+    assert study.counts() == {"COMPLETE": 32}
+    assert set(study.complete_counts().values()) == {1}
+    df = study.results()
+    assert len(df) == 32 and set(df["schedule"]) == {"constant", "cosine"}
+    row = df[(df.schedule == "cosine") & (df.lr == 2.0) & (df.seed == 1)].iloc[0]
+    assert row.final_loss == pytest.approx(1.01) and row.test_metric == 0.9 and not row.diverged
+    div = df[df.diverged]
+    assert sorted(div.lr.unique()) == [16.0, 32.0] and set(div.schedule) == {"constant"}
+    assert div.final_loss.isna().all() and (div.diverged_at == 7).all()
+    values = [t.value for t in study.optuna_study.trials if t.user_attrs["diverged"]]
+    assert values and all(v == math.inf for v in values)
+    curves = study.curves()
+    steps, loss = curves[int(div.trial.iloc[0])]
+    assert list(steps) == [0, 1, 2] and math.isnan(loss[-1])
+    # settings are stored with the study and reloaded
+    again = Study.open("s", None, db)
+    assert again.settings == settings()
+    assert again.run(LocalExecutor(runner=fake_runner)) == 0
+
+
+def test_different_settings_are_refused_and_nothing_changes(db):
+    study = Study.open("s", settings(), db)
+    study.run(LocalExecutor(runner=fake_runner))
+    before = n_trials(db)
+    with pytest.raises(ValueError, match="different settings.*seeds"):
+        Study.open("s", settings(seeds=(0, 1, 2)), db)
+    with pytest.raises(ValueError, match="different settings.*schedules"):
+        Study.open("s", settings(schedules=("constant",)), db)
+    assert n_trials(db) == before
+    assert len(Study.open("s", None, db).results()) == before
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"lrs": ()}, "grid is empty"),
+        ({"schedules": ("constant", "warp_drive")}, "unknown schedule 'warp_drive'"),
+        ({"schedules": ()}, "at least one schedule"),
+        ({"seeds": ()}, "seeds"),
+        ({"lrs": (0.1, -1.0)}, "lrs"),
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"schedules": ("cosine:s_min=x",)}, "not a number"),
+        ({"schedules": ("cosine:gamma=0.1",)}, "no argument"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        settings(**kw)
+
+
+def test_bad_storage_is_a_clear_error_and_an_existing_db_is_untouched(tmp_path, db):
+    with pytest.raises(ValueError, match="cannot open storage"):
+        Study.open("s", settings(), str(tmp_path / "no" / "such" / "dir" / "x.db"))
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ValueError, match="cannot open storage"):
+        Study.open("s", settings(), str(junk))
+    assert junk.read_bytes() == b"this is not a database" * 100
+    with pytest.raises(ValueError, match="cannot open storage"):
+        Study.open("s", settings(), "nosuchdialect://host/db")
+    with pytest.raises(ValueError, match="no such file"):
+        Study.open("s", None, str(tmp_path / "missing.db"))
+    assert not (tmp_path / "missing.db").exists()
+    Study.open("s", settings(), db).run(LocalExecutor(runner=fake_runner))
+    with pytest.raises(ValueError, match="no study named 'other'"):
+        Study.open("other", None, db)
+    assert n_trials(db) == 32
+
+
+def test_stale_running_trials_are_failed_and_requeued_exactly_once(db):
+    study = Study.open("s", settings(), db)
+    study.prepare()
+    claimed = study._claim_waiting()  # a driver that dies after claiming ...
+    for t in claimed[:5]:  # ... and telling five trials
+        study._tell(
+            t,
+            fake_runner(
+                "x",
+                [
+                    study.settings.config(
+                        study._point(t.params), t.params["schedule"], t.params["seed"]
+                    )
+                ],
+            )[0],
+        )
+    assert study.counts() == {"COMPLETE": 5, "RUNNING": 27}
+    resumed = Study.open("s", None, db)
+    assert resumed.run(LocalExecutor(runner=fake_runner), batch_size=4) == 27
+    assert resumed.counts() == {"COMPLETE": 32, "FAIL": 27}
+    assert set(resumed.complete_counts().values()) == {1}
+    assert len(resumed.complete_counts()) == 32
+    fresh = Study.open("ref", settings(), db)
+    fresh.run(LocalExecutor(runner=fake_runner))
+    cols = ["schedule", "lr", "seed", "final_loss", "diverged"]
+    a, b = resumed.results()[cols], fresh.results()[cols]
+    assert a.equals(b)
+
+
+def test_a_failing_executor_marks_its_trials_failed_then_resume_completes(db):
+    calls = []
+
+    def flaky(task, configs, progress=None):
+        calls.append(len(configs))
+        if len(calls) == 2:
+            raise RuntimeError("worker lost")
+        return fake_runner(task, configs)
+
+    study = Study.open("s", settings(), db)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        study.run(LocalExecutor(runner=flaky), batch_size=10)
+    assert study.counts() == {"COMPLETE": 10, "FAIL": 22}
+    study.run(LocalExecutor(runner=fake_runner))
+    assert set(study.complete_counts().values()) == {1} and len(study.results()) == 32
+
+
+def test_edge_rule_extends_a_grid_whose_best_point_is_on_the_edge(db):
+    # poly2's best lr (64) lies above the grid 0.25..8: the edge rule must grow the grid upwards
+    s = settings(schedules=("constant", "poly2"), lrs=tuple(log_grid(0.25, 8, factor=2)))
+    study = Study.open("s", s, db)
+    study.run(LocalExecutor(runner=fake_runner))
+    added = study.extend_edges(points=2)
+    assert added == {"poly2": [16.0, 32.0]}  # constant's best (0.5) is inside
+    assert study.run(LocalExecutor(runner=fake_runner)) == 2 * 2
+    assert study.extend_edges(points=2) == {"poly2": [64.0, 128.0]}
+    study.run(LocalExecutor(runner=fake_runner))
+    assert study.extend_edges(points=2) == {}
+    df = study.results()
+    poly = df[df.schedule == "poly2"]
+    assert poly.loc[poly.final_loss.idxmin(), "lr"] == 64.0
+    assert sorted(df[df.schedule == "constant"].lr.unique()) == list(log_grid(0.25, 8, factor=2))
+    assert set(study.complete_counts().values()) == {1}
+    # the extension is part of the stored study: a reopened study expects those trials too
+    assert len(Study.open("s", None, db).expected()) == len(df)
+
+
+def test_random_search_study_is_reproducible(db, tmp_path):
+    rnd = {"bounds": {"lr": (0.1, 10.0), "weight_decay": (1e-4, 1e-2)}, "n": 6, "seed": 3}
+    s = settings(lrs=(), random=rnd)
+    study = Study.open("r", s, db)
+    study.run(LocalExecutor(runner=fake_runner))
+    df = study.results()
+    assert len(df) == 6 * 2 * 2
+    assert df.lr.between(0.1, 10).all() and df.weight_decay.between(1e-4, 1e-2).all()
+    other = Study.open("r", s, str(tmp_path / "other.db"))
+    other.run(LocalExecutor(runner=fake_runner))
+    cols = ["schedule", "seed", "lr", "weight_decay", "final_loss"]
+    assert df[cols].equals(other.results()[cols])
+    with pytest.raises(ValueError, match="random"):
+        study.extend_edges()
+    with pytest.raises(ValueError, match="either lrs"):
+        settings(random=rnd)
+
+
+def test_local_process_pool_matches_in_process(db, tmp_path):
+    a = Study.open("a", settings(), db)
+    a.run(LocalExecutor(runner=fake_runner), batch_size=8)
+    with LocalExecutor(processes=2, runner=fake_runner) as ex:
+        b = Study.open("b", settings(), str(tmp_path / "b.db"))
+        b.run(ex, batch_size=8)
+    cols = ["schedule", "lr", "seed", "final_loss", "diverged"]
+    assert a.results()[cols].equals(b.results()[cols])
+    assert os.path.exists(db)
+
+
+def test_batch_size_zero_splits_over_the_executor_workers(db):
+    class Recording(LocalExecutor):
+        parallelism = 3
+        sizes: list = []
+
+        def map_batches(self, task, batches, progress=None):
+            self.sizes.extend(len(b) for b in batches)
+            return super().map_batches(task, batches, progress)
+
+    ex = Recording(runner=fake_runner)
+    Study.open("s", settings(), db).run(ex)
+    assert ex.sizes == [11, 11, 10]
+    assert LocalExecutor(processes=2).parallelism == 2 and LocalExecutor().parallelism == 1
