@@ -15,9 +15,11 @@ import torch
 
 from lrlab._checks import check_real
 
-#: Upper bound on the elements handled by one batch of foreach ops that need temporaries, so
-#: the extra memory stays bounded by this or by the largest tensor, whichever is larger.
-CHUNK_NUMEL = 1 << 22
+#: Foreach ops that need temporaries run on batches of at most ``max(CHUNK_MIN_NUMEL, total /
+#: CHUNK_FRACTION)`` elements (a larger single tensor forms its own batch), so a step's extra
+#: memory stays a small fraction of the parameters' while each kernel remains large.
+CHUNK_MIN_NUMEL = 1 << 20
+CHUNK_FRACTION = 8
 
 
 class CheckedOptimizer(torch.optim.Optimizer):
@@ -90,10 +92,12 @@ def with_grad(group: dict[str, Any]) -> list[torch.Tensor]:
     return params
 
 
-def chunks(*lists: Sequence[torch.Tensor], limit: int = CHUNK_NUMEL) -> Iterator[tuple[list, ...]]:
-    """Split parallel tensor lists into consecutive batches of at most ``limit`` elements
-    (a single larger tensor forms its own batch)."""
+def chunks(*lists: Sequence[torch.Tensor]) -> Iterator[tuple[list, ...]]:
+    """Split parallel tensor lists into consecutive batches (sized by the first list's
+    tensors, see ``CHUNK_MIN_NUMEL``)."""
     n = len(lists[0])
+    total = sum(t.numel() for t in lists[0])
+    limit = max(CHUNK_MIN_NUMEL, total // CHUNK_FRACTION)
     start, size = 0, 0
     for i in range(n):
         numel = lists[0][i].numel()
