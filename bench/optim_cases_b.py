@@ -13,10 +13,10 @@ thread): ours, the reference and ``torch.optim.AdamW(foreach=True)`` interleaved
 per-step times; peak memory is the growth of the peak resident set over construction and 3 steps
 in a fresh process per optimizer. Writes ``bench/results/optim_b.json``.
 
-``--device cuda --width 4096 --layers 6`` (>= 100M parameters) reports instead each method's
-achieved memory bandwidth, ``bytes moved / step time``, as a fraction of the device's peak
-given by ``--peak-gbs``; bytes moved per step = (tensors read + written per element, counted
-from the update rule) x parameters x 4 bytes.
+``--bandwidth --device cuda --width 4096 --layers 6`` (>= 100M parameters) reports instead each
+method's achieved memory bandwidth, ``bytes moved / step time``, as a fraction of the device's
+peak given by ``--peak-gbs``; bytes moved per step = (tensors read + written per element by our
+kernels, ``TRAFFIC``) x parameters x 4 bytes. Writes ``bench/results/optim_b_<device>_bw.json``.
 """
 
 from __future__ import annotations
@@ -129,21 +129,30 @@ def _factory(case: str, side: str) -> Factory:
 
 def run_child(case: str, side: str, layers: int, width: int) -> None:
     torch.set_num_threads(1)
+    factory = _factory(case, side)
+    warm = factory(make_model(2, 8))
+    for _ in range(2):
+        warm.step()  # pages in the kernels' code, so the peak below counts data only
+    del warm
     params = make_model(layers, width)
     base = _status_kib("VmRSS")
-    opt = _factory(case, side)(params)
+    opt = factory(params)
     for _ in range(3):
         opt.step()
     print((_status_kib("VmHWM") - base) / 1024)
 
 
-def child_peak(case: str, side: str, layers: int, width: int) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", case, side, "--layers", str(layers),
-         "--width", str(width)],
-        capture_output=True, text=True, check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+def child_peak(case: str, side: str, layers: int, width: int, repeats: int = 3) -> float:
+    """Median over ``repeats`` fresh processes (the C heap makes single readings noisy)."""
+    peaks = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", case, side, "--layers", str(layers),
+             "--width", str(width)],
+            capture_output=True, text=True, check=True,
+        )
+        peaks.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(peaks)
 
 
 def time_steps(factories: list[Factory], layers: int, width: int, device: str,
@@ -198,18 +207,19 @@ def cpu_main(layers: int, width: int) -> None:
     _write("optim_b.json", {"meta": meta, "rows": rows})
 
 
-def cuda_main(layers: int, width: int, peak_gbs: float) -> None:
+def bandwidth_main(device: str, layers: int, width: int, peak_gbs: float) -> None:
     n = layers * (width * width + width)
     rows = []
     for name, ours, _ in [*CASES, ("AdamW", adamw, None)]:
-        sec = time_steps([ours], layers, width, "cuda", warmup=5, steps=20)[0]
+        sec = time_steps([ours], layers, width, device, warmup=5, steps=20)[0]
         gbs = TRAFFIC[name] * n * 4 / sec / 1e9
         rows.append({"method": name, "ms": 1e3 * sec, "gb_per_s": gbs,
                      "fraction_of_peak": gbs / peak_gbs})
         print(f"{name:<20}{1e3 * sec:9.2f} ms {gbs:8.0f} GB/s {gbs / peak_gbs:6.1%}")
-    meta = {"device": torch.cuda.get_device_name(), "params": n, "dtype": "float32",
-            "peak_gbs": peak_gbs, "torch": torch.__version__}
-    _write("optim_b_cuda.json", {"meta": meta, "rows": rows})
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    meta = {"device": name, "params": n, "dtype": "float32", "peak_gbs": peak_gbs,
+            "torch": torch.__version__}
+    _write(f"optim_b_{device}_bw.json", {"meta": meta, "rows": rows})
 
 
 def _write(name: str, payload: dict[str, Any]) -> None:
@@ -223,6 +233,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--bandwidth", action="store_true",
+                        help="report achieved memory bandwidth instead of the peer comparison")
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--peak-gbs", type=float, default=3350.0,
@@ -230,7 +242,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.child:
         run_child(*args.child, args.layers, args.width)
-    elif args.device == "cuda":
-        cuda_main(args.layers, args.width, args.peak_gbs)
+    elif args.bandwidth:
+        bandwidth_main(args.device, args.layers, args.width, args.peak_gbs)
     else:
         cpu_main(args.layers, args.width)

@@ -18,8 +18,8 @@ from lrlab._checks import check_real
 #: Foreach ops that need temporaries run on batches of at most ``max(CHUNK_MIN_NUMEL, total /
 #: CHUNK_FRACTION)`` elements (a larger single tensor forms its own batch), so a step's extra
 #: memory stays a small fraction of the parameters' while each kernel remains large.
-CHUNK_MIN_NUMEL = 1 << 20
-CHUNK_FRACTION = 8
+CHUNK_MIN_NUMEL = 1 << 18
+CHUNK_FRACTION = 32
 
 
 class CheckedOptimizer(torch.optim.Optimizer):
