@@ -108,3 +108,13 @@ def test_params_without_grad_are_skipped():
 def test_rejects_bad_hyperparameters(cls, kwargs, name):
     with pytest.raises(ValueError, match=name):
         cls(make_params(0), **kwargs)
+
+
+@pytest.mark.parametrize(("ours", "reference"), [(MADGRAD, ref.MADGRAD),
+                                                 (MirrorMADGRAD, ref.MirrorMADGRAD)])
+def test_two_groups_with_different_options_match_reference(ours, reference):
+    def groups(p):
+        return [{"params": p[:2], "lr": 0.02, "momentum": 0.5},
+                {"params": p[2:], "lr": 0.01, "weight_decay": 0.05, "decouple_decay": True}]
+
+    assert_parity(lambda p: ours(groups(p)), lambda p: reference(groups(p)))

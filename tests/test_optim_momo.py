@@ -181,3 +181,20 @@ def test_groups_may_differ_in_lr_but_not_in_shared_options():
         Momo([{"params": [a, b]}, {"params": [c, d], "beta": 0.5}])
     with pytest.raises(ValueError, match="weight_decay"):
         Momo([{"params": [a, b]}, {"params": [c, d], "weight_decay": -1.0}])
+
+
+@pytest.mark.filterwarnings("ignore:More than one param group")
+@pytest.mark.parametrize(
+    ("ours", "reference"),
+    [(Momo, ref.Momo), (MomoAdam, ref.MomoAdam)],
+)
+def test_two_groups_with_different_lr_and_decay_match_reference(ours, reference):
+    def groups(p):
+        return [{"params": p[:2], "lr": 0.3, "weight_decay": 0.05},
+                {"params": p[2:], "lr": 0.05}]
+
+    assert_parity(
+        lambda p: ours(groups(p), use_fstar=True),
+        lambda p: reference(groups(p), use_fstar=True),
+        needs_loss=True,
+    )

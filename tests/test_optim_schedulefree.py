@@ -210,3 +210,15 @@ def test_wrapper_rejects_bad_arguments():
         ScheduleFreeWrapper(make_params(0))
     with pytest.raises(ValueError, match="lr"):
         SGDScheduleFree([{"params": make_params(0), "lr": -1.0}])
+
+
+def test_two_groups_with_different_options_match_reference():
+    def groups(p):
+        return [{"params": p[:2], "lr": 0.3, "warmup_steps": 5},
+                {"params": p[2:], "lr": 0.1, "weight_decay": 0.05}]
+
+    assert_parity(
+        lambda p: SGDScheduleFree(groups(p)),
+        lambda p: ref.SGDScheduleFree(groups(p)),
+        eval_mode=True,
+    )
