@@ -296,7 +296,7 @@ class MomoAdam(_MomoBase):
 
     @staticmethod
     def _denominators(sqs: list[torch.Tensor], bc2: float, eps: float) -> list[torch.Tensor]:
-        denom = torch._foreach_div(sqs, bc2)
+        denom = torch._foreach_mul(sqs, 1.0 / bc2)  # a scalar multiply is cheaper than divide
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, eps)
         return denom

@@ -295,7 +295,7 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
                 torch._foreach_mul_(sqs, beta2)
                 torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
                 for g_c, v_c in chunks(grads, sqs):
-                    denom = torch._foreach_div(v_c, bc2)
+                    denom = torch._foreach_mul(v_c, 1.0 / bc2)
                     torch._foreach_sqrt_(denom)
                     torch._foreach_add_(denom, group["eps"])
                     torch._foreach_div_(g_c, denom)
