@@ -118,3 +118,14 @@ def test_two_groups_with_different_options_match_reference(ours, reference):
                 {"params": p[2:], "lr": 0.01, "weight_decay": 0.05, "decouple_decay": True}]
 
     assert_parity(lambda p: ours(groups(p)), lambda p: reference(groups(p)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_denominator_floor_leaves_every_nonzero_sum_alone(dtype):
+    from lrlab.optim.madgrad import _cube_root_denominator
+
+    info = torch.finfo(dtype)
+    sums = torch.tensor([0.0, info.tiny * info.eps, info.tiny, 1e-30, 1.0, 1e30], dtype=dtype)
+    rms = _cube_root_denominator([sums], 0.0)[0]
+    assert torch.equal(rms[1:], sums[1:].pow(1.0 / 3.0))
+    assert 0.0 < float(rms[0]) < float(rms[1])

@@ -25,11 +25,16 @@ __all__ = ["MADGRAD", "MirrorMADGRAD"]
 
 
 def _cube_root_denominator(sums: list[torch.Tensor], eps: float) -> list[torch.Tensor]:
+    """``sums ** (1/3) + eps``. With ``eps = 0`` it is floored at half the cube root of the
+    smallest positive number of the dtype: no non-zero sum is changed, and a zero sum (whose
+    gradients were all 0, or underflowed when squared) gives a zero or vanishing step instead
+    of 0/0."""
     rms = torch._foreach_pow(sums, 1.0 / 3.0)
-    torch._foreach_add_(rms, eps)
-    if eps == 0:
-        for r in rms:
-            r.masked_fill_(r == 0, math.inf)
+    if eps != 0:
+        torch._foreach_add_(rms, eps)
+    elif rms:
+        info = torch.finfo(rms[0].dtype)
+        torch._foreach_clamp_min_(rms, 0.5 * (info.tiny * info.eps) ** (1.0 / 3.0))
     return rms
 
 
@@ -80,9 +85,10 @@ class MADGRAD(_MadgradBase):
         x_{k+1} = (1-c)\,x_k + c\,z_{k+1}\ \big[-\ \gamma\,\text{wd}\,x_k
         \text{ with decoupled decay}\big].
 
-    Coupled decay uses :math:`g_k + \text{wd}\,x_k`. With ``eps = 0`` a zero denominator is
-    read as infinite (the coordinate stays at :math:`x_0`). Without momentum :math:`x_0` is
-    recovered from :math:`x_k, s_k, \nu_k` instead of stored.
+    Coupled decay uses :math:`g_k + \text{wd}\,x_k`. With ``eps = 0`` a coordinate whose
+    :math:`\nu` is 0 stays at :math:`x_0` (the denominator is floored, see
+    ``_cube_root_denominator``). Without momentum :math:`x_0` is recovered from
+    :math:`x_k, s_k, \nu_k` instead of stored.
 
     Args:
         params: parameters or param groups (all options may differ per group).
@@ -173,8 +179,8 @@ class MirrorMADGRAD(_MadgradBase):
         \qquad x_{k+1} = (1-c)\,x_k + c\,z_{k+1},
 
     with :math:`z_0 = x_0`; the bracket is the decoupled decay (coupled decay uses
-    :math:`g_k + \text{wd}\,x_k`). With ``eps = 0`` (the default) a zero denominator is read as
-    infinite.
+    :math:`g_k + \text{wd}\,x_k`). With ``eps = 0`` (the default) a coordinate whose
+    :math:`\nu` is 0 does not move (the denominator is floored).
 
     Args:
         params: parameters or param groups (all options may differ per group).
