@@ -201,8 +201,7 @@ class Momo(_MomoBase):
             active.append((params, avgs))
             if not params:
                 continue
-            torch._foreach_mul_(avgs, beta)
-            torch._foreach_add_(avgs, grads, alpha=1 - beta)
+            torch._foreach_lerp_(avgs, grads, 1 - beta)
             xg.append(dot_sum(params, grads))
             xd.append(dot_sum(params, avgs))
             sq.append(sq_norm_sum(avgs))
@@ -295,10 +294,11 @@ class MomoAdam(_MomoBase):
         check_flag("divide", group["divide"])
 
     @staticmethod
-    def _denominators(sqs: list[torch.Tensor], bc2: float, eps: float) -> list[torch.Tensor]:
-        denom = torch._foreach_mul(sqs, 1.0 / bc2)  # a scalar multiply is cheaper than divide
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, eps)
+    def _denominators(sqs: list[torch.Tensor], root_bc2: float, eps: float) -> list[torch.Tensor]:
+        """``sqrt(v) + eps * sqrt(1 - beta2^k)`` = D_k * sqrt(1 - beta2^k): the bias correction
+        is applied to the scalars instead of to every element."""
+        denom = torch._foreach_sqrt(sqs)
+        torch._foreach_add_(denom, eps * root_bc2)
         return denom
 
     @torch.no_grad()
@@ -308,7 +308,7 @@ class MomoAdam(_MomoBase):
         beta1, beta2 = self.param_groups[0]["betas"]
         sc = self.scalars
         k = sc["step"] + 1
-        bc1, bc2 = 1.0 - beta1**k, 1.0 - beta2**k
+        bc1, root_bc2 = 1.0 - beta1**k, math.sqrt(1.0 - beta2**k)
 
         active, xg, xd, sq = [], [], [], []
         for group in self.param_groups:
@@ -324,15 +324,14 @@ class MomoAdam(_MomoBase):
             active.append((params, avgs, sqs))
             if not params:
                 continue
-            torch._foreach_mul_(avgs, beta1)
-            torch._foreach_add_(avgs, grads, alpha=1 - beta1)
+            torch._foreach_lerp_(avgs, grads, 1 - beta1)
             torch._foreach_mul_(sqs, beta2)
             torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
             xg.append(dot_sum(params, grads))
             xd.append(dot_sum(params, avgs))
             for d_c, v_c in chunks(avgs, sqs):
-                scaled = torch._foreach_div(d_c, self._denominators(v_c, bc2, group["eps"]))
-                sq.append(dot_sum(d_c, scaled))
+                scaled = torch._foreach_div(d_c, self._denominators(v_c, root_bc2, group["eps"]))
+                sq.append(dot_sum(d_c, scaled) * root_bc2)
         sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
         if not xg:
             sc["step"] = k
@@ -350,8 +349,8 @@ class MomoAdam(_MomoBase):
             if decay > 0 and not group["divide"]:
                 torch._foreach_mul_(params, 1.0 - decay)
             for p_c, d_c, v_c in chunks(params, avgs, sqs):
-                denom = self._denominators(v_c, bc2, group["eps"])
-                torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau)
+                denom = self._denominators(v_c, root_bc2, group["eps"])
+                torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
             if decay > 0 and group["divide"]:
                 torch._foreach_div_(params, 1.0 + decay)
         sc["tau"] = taus
