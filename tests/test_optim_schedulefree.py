@@ -10,6 +10,7 @@ from _optim_harness import (
     backward,
     clone_params,
     make_params,
+    max_rel_diff,
     roundtrip,
 )
 from lrlab.optim.schedulefree import AdamWScheduleFree, ScheduleFreeWrapper, SGDScheduleFree
@@ -222,3 +223,22 @@ def test_two_groups_with_different_options_match_reference():
         lambda p: ref.SGDScheduleFree(groups(p)),
         eval_mode=True,
     )
+
+
+def test_wrapper_survives_a_warm_up_from_zero():
+    # an lr of 0 at the first step gives a zero weight sum: the average must stay put, not fail
+    params = make_params(0)
+    start = clone_params(params)
+    opt = ScheduleFreeWrapper(torch.optim.SGD(params, lr=0.0))
+    backward(params, 0)
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(params, start, strict=True))
+    opt.param_groups[0]["lr"] = 0.1
+    for t in range(1, 4):
+        backward(params, t)
+        opt.step()
+    assert max_rel_diff(params, start) > 0
+    with pytest.raises(ZeroDivisionError):
+        reference = ref.ScheduleFreeWrapper(torch.optim.SGD(make_params(0), lr=0.0))
+        reference.train()
+        reference.step()
