@@ -1,0 +1,175 @@
+r"""Averaging forms of momentum: MDA (modernized dual averaging) and SGD with momentum in
+primal-averaging form.
+
+Both keep a base sequence :math:`z` and move the parameters :math:`x` (where gradients are taken)
+a fraction :math:`c = 1 - \text{momentum}` of the way towards it each step:
+:math:`x_{k+1} = (1-c)\,x_k + c\,z_{k+1}`. The coefficient is constant; ``momentum = 0``
+(:math:`c = 1`) gives :math:`x = z`. Steps are counted :math:`k = 0, 1, \dots`; coupled weight
+decay replaces :math:`g_k` by :math:`g_k + \text{wd}\,x_k`. Gradient buffers are not modified.
+
+``lr`` is the step itself (see each class); an lrlab schedule applies through
+:class:`lrlab.torchx.ScheduleLR` or any ``LRScheduler`` and changes it step by step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lrlab._checks import check_real
+from lrlab.optim._optbase import CheckedOptimizer, check_lr, with_grad
+
+__all__ = ["MDA", "PrimalAveragingSGD"]
+
+
+def _check_common(group: dict[str, Any]) -> None:
+    check_lr(group)
+    check_real("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
+    check_real("weight_decay", group["weight_decay"], 0.0)
+
+
+class MDA(CheckedOptimizer):
+    r"""Modernized dual averaging.
+
+    With :math:`x_0` the initial parameters, :math:`s_0 = 0` and :math:`c = 1-\text{momentum}`:
+
+    .. math::
+        \lambda_k = \text{lr}_k\sqrt{k+1},\qquad s_{k+1} = s_k + \lambda_k g_k,\qquad
+        z_{k+1} = x_0 - \frac{s_{k+1}}{\sqrt{k+1}},\qquad
+        x_{k+1} = (1-c)\,x_k + c\,z_{k+1}.
+
+    Under a constant ``lr`` the new gradient enters :math:`z` with weight ``lr`` and older ones
+    with weight ``lr`` times :math:`\sqrt{(i+1)/(k+1)}` (< 1): SGD on :math:`z` with a decaying
+    pull back to :math:`x_0`. :meth:`effective_lr` reports :math:`\lambda_k` of the last step.
+    The step counter is optimizer-wide and saved in ``state_dict()``.
+
+    Args:
+        params: parameters or param groups (all options may differ per group).
+        lr: step size, >= 0.
+        momentum: in [0, 1); c = 1 - momentum.
+        weight_decay: coupled L2 decay, >= 0.
+
+    Example:
+        >>> opt = MDA(model.parameters(), lr=1e-2, momentum=0.9)  # doctest: +SKIP
+        >>> loss.backward(); opt.step()                          # doctest: +SKIP
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,
+                 weight_decay: float = 0.0) -> None:
+        check_real("lr", lr, 0.0)
+        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
+        check_real("weight_decay", weight_decay, 0.0)
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        self.scalars = {"step": 0, "dual_weight": []}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _check_common(group)
+
+    def effective_lr(self) -> list[float]:
+        """Per group, lambda_k = lr * sqrt(k + 1) of the last step (0 before any)."""
+        weights = self.scalars["dual_weight"]
+        return [float(weights[i]) if i < len(weights) else 0.0
+                for i in range(len(self.param_groups))]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One MDA step."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        k = self.scalars["step"]
+        root = math.sqrt(k + 1)
+        weights = []
+        for group in self.param_groups:
+            lam = check_lr(group) * root
+            weights.append(lam)
+            params = with_grad(group)
+            if not params:
+                continue
+            for p in params:
+                state = self.state[p]
+                if "s" not in state:
+                    state["s"] = torch.zeros_like(p)
+                    state["x0"] = p.detach().clone()
+            sums = [self.state[p]["s"] for p in params]
+            origins = [self.state[p]["x0"] for p in params]
+            c = 1.0 - group["momentum"]
+            torch._foreach_add_(sums, [p.grad for p in params], alpha=lam)
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(sums, params, alpha=lam * group["weight_decay"])
+            # x <- (1 - c) x + c (x0 - s / sqrt(k + 1)), without materialising z
+            torch._foreach_lerp_(params, origins, c)
+            torch._foreach_add_(params, sums, alpha=-c / root)
+        self.scalars["step"] = k + 1
+        self.scalars["dual_weight"] = weights
+        return loss
+
+
+class PrimalAveragingSGD(CheckedOptimizer):
+    r"""SGD with momentum in primal-averaging form.
+
+    With :math:`z_0 = x_0` and :math:`c = 1-\beta` (:math:`\beta` = ``momentum``):
+
+    .. math::
+        z_{k+1} = z_k - \text{lr}_k\, g_k,\qquad x_{k+1} = (1-c)\,x_k + c\,z_{k+1},
+        \qquad g_k = \nabla f(x_k).
+
+    Under a constant ``lr`` this is exactly heavy-ball SGD
+    (``torch.optim.SGD(lr=(1 - beta) * lr, momentum=beta)``, same weight decay): with
+    :math:`\Delta_k = x_k - x_{k-1}` both give
+    :math:`\Delta_{k+1} = \beta\Delta_k - (1-\beta)\,\text{lr}\, g_k` and
+    :math:`\Delta_1 = -(1-\beta)\,\text{lr}\, g_0`. Under a changing ``lr`` the two differ: here
+    the schedule acts on :math:`z`. ``lr`` is the step on :math:`z`; :meth:`effective_lr`
+    reports it.
+
+    Args:
+        params: parameters or param groups (all options may differ per group).
+        lr: step size on z, >= 0.
+        momentum: beta in [0, 1); c = 1 - beta.
+        weight_decay: coupled L2 decay, >= 0.
+
+    Example:
+        >>> opt = PrimalAveragingSGD(model.parameters(), lr=1.0, momentum=0.9)  # doctest: +SKIP
+        >>> loss.backward(); opt.step()                                         # doctest: +SKIP
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-1, momentum: float = 0.9,
+                 weight_decay: float = 0.0) -> None:
+        check_real("lr", lr, 0.0)
+        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
+        check_real("weight_decay", weight_decay, 0.0)
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        self.scalars = {}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _check_common(group)
+
+    def effective_lr(self) -> list[float]:
+        """Per group, the step size on z (the group's ``lr``)."""
+        return [float(g["lr"]) for g in self.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One primal-averaging step."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr = check_lr(group)
+            params = with_grad(group)
+            if not params:
+                continue
+            for p in params:
+                if "z" not in self.state[p]:
+                    self.state[p]["z"] = p.detach().clone()
+            zs = [self.state[p]["z"] for p in params]
+            torch._foreach_add_(zs, [p.grad for p in params], alpha=-lr)
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(zs, params, alpha=-lr * group["weight_decay"])
+            torch._foreach_lerp_(params, zs, 1.0 - group["momentum"])
+        return loss

@@ -1,0 +1,358 @@
+r"""MoMo and MoMo-Adam: momentum with a Polyak-type step size that uses the loss value.
+
+Both keep exponential averages of the loss :math:`\bar f_k`, of the gradient :math:`d_k` and of
+:math:`\gamma_k = \text{avg}\langle g_i, x_i\rangle`, and take the largest step
+:math:`\tau_k \le \text{lr}/\rho_k` that does not overshoot the model's lower bound ``lb``:
+
+.. math::
+    \tau_k = \min\Big(\frac{\text{lr}}{\rho_k},
+        \frac{\big[(1+\text{lr}\,\lambda)(\bar f_k - \rho_k\,\text{lb})
+              + \langle d_k, x_k\rangle - (1+\text{lr}\,\lambda)\gamma_k\big]_+}
+             {\|d_k\|^2_{D_k^{-1}}}\Big)
+
+``lr`` is the step-size *cap*: the adaptive step never exceeds it, so an lrlab schedule (via
+:class:`lrlab.torchx.ScheduleLR` or any ``LRScheduler``) scales the cap, and the adaptive step
+:math:`\tau_k` is what :meth:`effective_lr` reports. ``step`` needs the loss value of the
+current mini-batch: ``opt.step(loss=loss)`` after ``loss.backward()``, or ``opt.step(closure)``.
+
+The running loss average, the lower-bound estimate and the step counter are saved in
+``state_dict()`` so that a reload continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lrlab._checks import check_real
+from lrlab.optim._optbase import (
+    CheckedOptimizer,
+    check_betas,
+    check_flag,
+    check_lr,
+    chunks,
+    dot_sum,
+    require_same,
+    sq_norm_sum,
+    with_grad,
+)
+
+__all__ = ["Momo", "MomoAdam"]
+
+
+def _loss_value(
+    closure: Callable[[], Any] | None, loss: torch.Tensor | float | None, name: str
+) -> tuple[Any, float]:
+    if closure is not None and loss is not None:
+        raise ValueError(f"{name}.step takes either loss= or a closure, not both")
+    if closure is None and loss is None:
+        raise ValueError(
+            f"{name}.step needs the current loss value: call step(loss=loss) after "
+            "loss.backward(), or step(closure) with a closure that returns the loss"
+        )
+    if closure is not None:
+        with torch.enable_grad():
+            loss = closure()
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}.step got a non-finite loss value {value}")
+    return loss, value
+
+
+def _step_size(
+    sc: dict[str, Any], group: dict[str, Any], rho: float, xd: float, sq: float
+) -> float:
+    """Polyak-type step for one group; updates the online lower bound in ``sc`` if enabled."""
+    lr = check_lr(group)
+    shrink = 1.0 + lr * group["weight_decay"]
+    loss_avg, gamma = sc["loss_avg"], sc["gamma"]
+    if group["use_fstar"]:
+        cap = shrink * loss_avg + xd - shrink * gamma
+        if cap < shrink * rho * sc["lb"]:
+            sc["lb"] = max(cap / (2.0 * shrink * rho), group["lb"])
+    numerator = shrink * (loss_avg - rho * sc["lb"]) + xd - shrink * gamma
+    ratio = max(numerator, 0.0) / sq if sq > 0.0 else math.inf
+    tau = min(lr / rho, ratio)
+    if group["use_fstar"]:
+        level = loss_avg + xd - gamma
+        sc["lb"] = max((level - 0.5 * tau * sq) / rho, group["lb"])
+    return tau
+
+
+class _MomoBase(CheckedOptimizer):
+    SHARED: tuple[str, ...] = ()
+
+    def _check_common(self, group: dict[str, Any]) -> None:
+        check_lr(group)
+        check_real("weight_decay", group["weight_decay"], 0.0)
+        check_real("lb", group["lb"])
+        check_flag("use_fstar", group["use_fstar"])
+        if len(self.param_groups) > 1:
+            require_same(self.param_groups, self.SHARED)
+
+    def effective_lr(self) -> list[float]:
+        """Per group, the adaptive step size tau_k of the last step (``lr`` before any step)."""
+        taus = self.scalars["tau"]
+        return [
+            float(taus[i]) if i < len(taus) else float(g["lr"])
+            for i, g in enumerate(self.param_groups)
+        ]
+
+    @property
+    def lower_bound(self) -> float:
+        """Current lower-bound estimate ``lb`` (moves only with ``use_fstar=True``)."""
+        return float(self.scalars["lb"])
+
+    @property
+    def loss_average(self) -> float:
+        """Current running loss average f̄_k."""
+        return float(self.scalars["loss_avg"])
+
+
+class Momo(_MomoBase):
+    r"""MoMo: SGD with momentum and a model-based adaptive step size.
+
+    With :math:`\beta` the momentum, :math:`\lambda` the weight decay and step
+    :math:`k = 1, 2, \dots`:
+
+    .. math::
+        \bar f_k = \beta \bar f_{k-1} + (1-\beta) f_k,\quad
+        d_k = \beta d_{k-1} + (1-\beta) g_k,\quad
+        \gamma_k = \beta\gamma_{k-1} + (1-\beta)\langle g_k, x_k\rangle,
+
+        x_{k+1} = \frac{x_k - \tau_k d_k}{1 + \text{lr}\,\lambda}
+
+    with :math:`\tau_k` as in the module docstring and :math:`\|\cdot\|_{D^{-1}}` the Euclidean
+    norm. Without bias correction the averages start at the first values
+    (:math:`\rho_k = 1`); with it they start at 0 and :math:`\rho_k = 1 - \beta^k`.
+
+    Args:
+        params: parameters or param groups (``lr`` and ``weight_decay`` may differ per group).
+        lr: step-size cap, >= 0 (the adaptive step never exceeds ``lr / rho_k``).
+        weight_decay: proximal L2 weight decay lambda, >= 0.
+        beta: momentum, in [0, 1).
+        lb: lower bound on the loss (0 for non-negative losses); with ``use_fstar`` the floor
+            of the online estimate.
+        bias_correction: start the averages at 0 and correct them by rho_k.
+        use_fstar: estimate the lower bound online.
+
+    Example:
+        >>> opt = Momo(model.parameters(), lr=1.0)          # doctest: +SKIP
+        >>> loss = loss_fn(model(x), y); loss.backward()    # doctest: +SKIP
+        >>> opt.step(loss=loss)                             # doctest: +SKIP
+    """
+
+    SHARED = ("beta", "lb", "bias_correction", "use_fstar")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        weight_decay: float = 0.0,
+        beta: float = 0.9,
+        lb: float = 0.0,
+        bias_correction: bool = False,
+        use_fstar: bool = False,
+    ) -> None:
+        check_real("lr", lr, 0.0)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_real("beta", beta, 0.0, 1.0, hi_open=True)
+        check_real("lb", lb)
+        check_flag("bias_correction", bias_correction)
+        check_flag("use_fstar", use_fstar)
+        defaults = dict(
+            lr=lr, weight_decay=weight_decay, beta=beta, lb=lb,
+            bias_correction=bias_correction, use_fstar=use_fstar,
+        )
+        super().__init__(params, defaults)
+        self.scalars = {"step": 0, "loss_avg": 0.0, "gamma": 0.0, "lb": float(lb), "tau": []}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        self._check_common(group)
+        check_real("beta", group["beta"], 0.0, 1.0, hi_open=True)
+        check_flag("bias_correction", group["bias_correction"])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
+        """One MoMo step; ``loss`` (or ``closure``) gives the current mini-batch loss."""
+        loss, f = _loss_value(closure, loss, "Momo")
+        first = self.param_groups[0]
+        beta, corrected = first["beta"], first["bias_correction"]
+        sc = self.scalars
+        k = sc["step"] + 1
+        start_from_value = k == 1 and not corrected
+        sc["loss_avg"] = beta * (f if start_from_value else sc["loss_avg"]) + (1 - beta) * f
+        rho = 1.0 - beta**k if corrected else 1.0
+
+        active, xg, xd, sq = [], [], [], []
+        for group in self.param_groups:
+            params = with_grad(group)
+            grads = [p.grad for p in params]
+            avgs = []
+            for p in params:
+                state = self.state[p]
+                if "grad_avg" not in state:
+                    init = torch.zeros_like(p) if corrected else p.grad.clone()
+                    state["grad_avg"] = init
+                avgs.append(state["grad_avg"])
+            active.append((params, avgs))
+            if not params:
+                continue
+            torch._foreach_lerp_(avgs, grads, 1 - beta)
+            xg.append(dot_sum(params, grads))
+            xd.append(dot_sum(params, avgs))
+            sq.append(sq_norm_sum(avgs))
+        if not xg:
+            sc["step"] = k
+            return loss
+        xg_v, xd_v, sq_v = torch.stack([torch.stack(v).sum() for v in (xg, xd, sq)]).tolist()
+        gamma = xg_v if start_from_value else sc["gamma"]
+        sc["gamma"] = beta * gamma + (1 - beta) * xg_v
+
+        taus = []
+        for group, (params, avgs) in zip(self.param_groups, active, strict=True):
+            tau = _step_size(sc, group, rho, xd_v, sq_v)
+            taus.append(tau)
+            if not params:
+                continue
+            torch._foreach_add_(params, avgs, alpha=-tau)
+            decay = group["lr"] * group["weight_decay"]
+            if decay > 0:
+                torch._foreach_div_(params, 1.0 + decay)
+        sc["tau"] = taus
+        sc["step"] = k
+        return loss
+
+
+class MomoAdam(_MomoBase):
+    r"""MoMo-Adam: Adam's preconditioner with the MoMo adaptive step size.
+
+    With :math:`\beta_1, \beta_2` the betas and step :math:`k = 1, 2, \dots` (all averages start
+    at 0):
+
+    .. math::
+        d_k = \beta_1 d_{k-1} + (1-\beta_1) g_k,\quad
+        v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2,\quad
+        D_k = \sqrt{v_k / (1-\beta_2^k)} + \epsilon,
+
+        \bar f_k,\ \gamma_k \text{ as in Momo with } \beta_1,\quad \rho_k = 1-\beta_1^k,\quad
+        \|d_k\|^2_{D_k^{-1}} = \textstyle\sum d_k^2 / D_k,
+
+        x_{k+1} = \frac{x_k - \tau_k\, d_k / D_k}{1 + \text{lr}\,\lambda}
+        \ (\text{divide=True}),\qquad
+        x_{k+1} = (1 - \text{lr}\,\lambda)\,x_k - \tau_k\, d_k / D_k\ (\text{divide=False}).
+
+    Args:
+        params: parameters or param groups (``lr``, ``eps``, ``weight_decay`` may differ).
+        lr: step-size cap, >= 0.
+        betas: (beta1, beta2), each in [0, 1); optimizer-wide.
+        eps: added to the denominator, >= 0.
+        weight_decay: lambda, >= 0.
+        lb: lower bound on the loss (floor of the online estimate with ``use_fstar``).
+        divide: proximal weight decay (True) or AdamW-style decoupled decay (False).
+        use_fstar: estimate the lower bound online.
+
+    Example:
+        >>> opt = MomoAdam(model.parameters(), lr=1e-2)     # doctest: +SKIP
+        >>> loss.backward(); opt.step(loss=loss)            # doctest: +SKIP
+    """
+
+    SHARED = ("betas", "lb", "use_fstar")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        lb: float = 0.0,
+        divide: bool = True,
+        use_fstar: bool = False,
+    ) -> None:
+        check_real("lr", lr, 0.0)
+        betas = check_betas("betas", betas)
+        check_real("eps", eps, 0.0)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_real("lb", lb)
+        check_flag("divide", divide)
+        check_flag("use_fstar", use_fstar)
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lb=lb,
+            divide=divide, use_fstar=use_fstar,
+        )
+        super().__init__(params, defaults)
+        self.scalars = {"step": 0, "loss_avg": 0.0, "gamma": 0.0, "lb": float(lb), "tau": []}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        self._check_common(group)
+        group["betas"] = check_betas("betas", group["betas"])
+        check_real("eps", group["eps"], 0.0)
+        check_flag("divide", group["divide"])
+
+    @staticmethod
+    def _denominators(sqs: list[torch.Tensor], root_bc2: float, eps: float) -> list[torch.Tensor]:
+        """``sqrt(v) + eps * sqrt(1 - beta2^k)`` = D_k * sqrt(1 - beta2^k): the bias correction
+        is applied to the scalars instead of to every element."""
+        denom = torch._foreach_sqrt(sqs)
+        torch._foreach_add_(denom, eps * root_bc2)
+        return denom
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
+        """One MoMo-Adam step; ``loss`` (or ``closure``) gives the current mini-batch loss."""
+        loss, f = _loss_value(closure, loss, "MomoAdam")
+        beta1, beta2 = self.param_groups[0]["betas"]
+        sc = self.scalars
+        k = sc["step"] + 1
+        bc1, root_bc2 = 1.0 - beta1**k, math.sqrt(1.0 - beta2**k)
+
+        active, xg, xd, sq = [], [], [], []
+        for group in self.param_groups:
+            params = with_grad(group)
+            grads = [p.grad for p in params]
+            for p in params:
+                state = self.state[p]
+                if "grad_avg" not in state:
+                    state["grad_avg"] = torch.zeros_like(p)
+                    state["grad_avg_sq"] = torch.zeros_like(p)
+            avgs = [self.state[p]["grad_avg"] for p in params]
+            sqs = [self.state[p]["grad_avg_sq"] for p in params]
+            active.append((params, avgs, sqs))
+            if not params:
+                continue
+            torch._foreach_lerp_(avgs, grads, 1 - beta1)
+            torch._foreach_mul_(sqs, beta2)
+            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
+            xg.append(dot_sum(params, grads))
+            xd.append(dot_sum(params, avgs))
+            for d_c, v_c in chunks(avgs, sqs):
+                scaled = torch._foreach_div(d_c, self._denominators(v_c, root_bc2, group["eps"]))
+                sq.append(dot_sum(d_c, scaled) * root_bc2)
+        sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
+        if not xg:
+            sc["step"] = k
+            return loss
+        xg_v, xd_v, sq_v = torch.stack([torch.stack(v).sum() for v in (xg, xd, sq)]).tolist()
+        sc["gamma"] = beta1 * sc["gamma"] + (1 - beta1) * xg_v
+
+        taus = []
+        for group, (params, avgs, sqs) in zip(self.param_groups, active, strict=True):
+            tau = _step_size(sc, group, bc1, xd_v, sq_v)
+            taus.append(tau)
+            if not params:
+                continue
+            decay = group["lr"] * group["weight_decay"]
+            if decay > 0 and not group["divide"]:
+                torch._foreach_mul_(params, 1.0 - decay)
+            for p_c, d_c, v_c in chunks(params, avgs, sqs):
+                denom = self._denominators(v_c, root_bc2, group["eps"])
+                torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
+            if decay > 0 and group["divide"]:
+                torch._foreach_div_(params, 1.0 + decay)
+        sc["tau"] = taus
+        sc["step"] = k
+        return loss

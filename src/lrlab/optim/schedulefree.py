@@ -1,0 +1,440 @@
+r"""Schedule-Free SGD, Schedule-Free AdamW and a Schedule-Free wrapper over any base optimizer.
+
+Schedule-Free keeps three sequences: the base iterate :math:`z`, the running average :math:`x`
+(the point to evaluate and ship) and the gradient point :math:`y` between them:
+
+.. math::
+    y_k = (1-\beta)\,z_k + \beta\,x_k,\qquad
+    z_{k+1} = z_k - \gamma_k\, \hat g(y_k),\qquad
+    x_{k+1} = (1-c_{k+1})\,x_k + c_{k+1}\,z_{k+1},
+
+with the averaging weight
+
+.. math::
+    c_{k+1} = \frac{w_k}{\sum_{i\le k} w_i},\qquad
+    w_k = (k+1)^r\,\big(\max_{i\le k}\gamma_i\big)^{p}\quad(p = \text{weight\_lr\_power}).
+
+In train mode the parameters hold :math:`y`; :meth:`eval` moves them to :math:`x` and
+:meth:`train` back (only the interpolation changes: :math:`z` is kept in the state). Call
+``opt.train()`` before training steps and ``opt.eval()`` before evaluating or saving the model;
+``step`` in eval mode raises ``RuntimeError``. A new optimizer starts in train mode (before the
+first step, x = y = z). The mode, the step counter ``k``, the weight sum and ``max lr`` are saved
+in ``state_dict()``.
+
+``lr`` is the step itself (:math:`\gamma_k` = ``lr`` times the built-in linear warm-up factor
+:math:`\min(1, (k+1)/\text{warmup\_steps})`). No decaying schedule is needed, but an lrlab schedule
+applies through :class:`lrlab.torchx.ScheduleLR` or any ``LRScheduler`` (it then multiplies the
+warm-up factor; for a warm-up, use either one, not both). :meth:`effective_lr` reports
+:math:`\gamma_k` of the last step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lrlab._checks import check_int, check_real
+from lrlab.optim._optbase import (
+    CheckedOptimizer,
+    check_betas,
+    check_lr,
+    chunks,
+    with_grad,
+)
+
+__all__ = ["AdamWScheduleFree", "SGDScheduleFree", "ScheduleFreeWrapper"]
+
+_COUNTERS = dict(k=0, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
+
+
+def _averaging_weight(group: dict[str, Any], lr: float, r: float, power: float) -> float:
+    """Advance the group's weight sum with step size ``lr`` and return c_{k+1}."""
+    k = group["k"]
+    lr_max = group["lr_max"] = max(lr, group["lr_max"])
+    weight = (k + 1) ** r * lr_max**power
+    total = group["weight_sum"] = group["weight_sum"] + weight
+    return weight / total if total > 0 else 0.0
+
+
+class _ScheduleFree(CheckedOptimizer):
+    """train()/eval() switching and the mode check shared by the Schedule-Free optimizers."""
+
+    def _interpolation(self, group: dict[str, Any]) -> float:
+        raise NotImplementedError
+
+    @property
+    def train_mode(self) -> bool:
+        """True when the parameters hold the gradient point y, False when they hold x."""
+        return bool(self.scalars["train_mode"])
+
+    def _move(self, to_train: bool) -> None:
+        for group in self.param_groups:
+            beta = self._interpolation(group)
+            params = [p for p in group["params"] if "z" in self.state.get(p, {})]
+            if not params:
+                continue
+            zs = [self.state[p]["z"] for p in params]
+            torch._foreach_lerp_(params, zs, 1.0 - beta if to_train else 1.0 - 1.0 / beta)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Switch the parameters to the gradient point y (no-op in train mode)."""
+        if not self.train_mode:
+            self._move(to_train=True)
+            self.scalars["train_mode"] = True
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Switch the parameters to the averaged point x (no-op in eval mode)."""
+        if self.train_mode:
+            self._move(to_train=False)
+            self.scalars["train_mode"] = False
+
+    def _require_train_mode(self) -> None:
+        if not self.train_mode:
+            raise RuntimeError(
+                f"{type(self).__name__}.step called in eval mode: the parameters hold the "
+                "averaged point x; call optimizer.train() before training steps and "
+                "optimizer.eval() before evaluation"
+            )
+
+    def effective_lr(self) -> list[float]:
+        """Per group, the step size gamma_k (``lr`` times warm-up) of the last step."""
+        return [float(g["scheduled_lr"]) for g in self.param_groups]
+
+
+class _BuiltInScheduleFree(_ScheduleFree):
+    def _check_common(self, group: dict[str, Any]) -> None:
+        check_lr(group)
+        check_real("weight_decay", group["weight_decay"], 0.0)
+        check_int("warmup_steps", group["warmup_steps"], 0)
+        check_real("r", group["r"], 0.0)
+        check_real("weight_lr_power", group["weight_lr_power"], 0.0)
+
+    def _schedule(self, group: dict[str, Any]) -> tuple[float, float]:
+        """Step size gamma_k (with warm-up) and averaging weight c_{k+1} for this step."""
+        k, warmup = group["k"], group["warmup_steps"]
+        lr = check_lr(group) * ((k + 1) / warmup if k < warmup else 1.0)
+        group["scheduled_lr"] = lr
+        return lr, _averaging_weight(group, lr, group["r"], group["weight_lr_power"])
+
+    def _active(self, group: dict[str, Any], extra: tuple[str, ...] = ()) -> list[torch.Tensor]:
+        params = with_grad(group)
+        for p in params:
+            state = self.state[p]
+            if "z" not in state:
+                state["z"] = p.detach().clone()
+                for name in extra:
+                    state[name] = torch.zeros_like(p)
+        return params
+
+
+class SGDScheduleFree(_BuiltInScheduleFree):
+    r"""Schedule-Free SGD.
+
+    With momentum (interpolation) :math:`\beta`, weight decay :math:`\lambda` taken at y, and
+    :math:`g_k = \nabla f(y_k) + \lambda y_k`, one step updates (in place, on y):
+
+    .. math::
+        y \leftarrow (1-c)\,y + c\,z + \gamma\,(\beta(1-c) - 1)\,g,\qquad
+        z \leftarrow z - \gamma\, g
+
+    (equal to the x/y/z recurrence of the module docstring). With ``weight_decay`` the gradient
+    buffers are overwritten by :math:`g_k`.
+
+    Args:
+        params: parameters or param groups (every option may differ per group).
+        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
+        momentum: interpolation beta, in (0, 1).
+        weight_decay: L2 decay lambda evaluated at y, >= 0.
+        warmup_steps: linear warm-up length, >= 0.
+        r: polynomial power of the averaging weights, >= 0.
+        weight_lr_power: power of max lr in the averaging weights, >= 0.
+
+    Example:
+        >>> opt = SGDScheduleFree(model.parameters(), lr=1.0, warmup_steps=100)  # doctest: +SKIP
+        >>> opt.train(); loss.backward(); opt.step()                             # doctest: +SKIP
+        >>> opt.eval()   # evaluate / save at x                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+    ) -> None:
+        check_real("lr", lr, 0.0)
+        check_real("momentum", momentum, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_int("warmup_steps", warmup_steps, 0)
+        check_real("r", r, 0.0)
+        check_real("weight_lr_power", weight_lr_power, 0.0)
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
+            r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
+        )
+        super().__init__(params, defaults)
+        self.scalars = {"train_mode": True}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        self._check_common(group)
+        check_real("momentum", group["momentum"], 0.0, 1.0, lo_open=True, hi_open=True)
+
+    def _interpolation(self, group: dict[str, Any]) -> float:
+        return group["momentum"]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Schedule-Free SGD step (train mode only)."""
+        self._require_train_mode()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, c = self._schedule(group)
+            params = self._active(group)
+            if params:
+                grads = [p.grad for p in params]
+                zs = [self.state[p]["z"] for p in params]
+                if group["weight_decay"] != 0:
+                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+                torch._foreach_lerp_(params, zs, c)
+                torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
+                torch._foreach_add_(zs, grads, alpha=-lr)
+            group["k"] += 1
+        return loss
+
+
+class AdamWScheduleFree(_BuiltInScheduleFree):
+    r"""Schedule-Free AdamW.
+
+    With betas :math:`(\beta_1, \beta_2)` (:math:`\beta_1` is the interpolation), step
+    :math:`k = 0, 1, \dots`:
+
+    .. math::
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\qquad
+        u = \frac{g}{\sqrt{v/(1-\beta_2^{k+1})} + \epsilon} + \lambda\, y,
+
+        y \leftarrow (1-c)\,y + c\,z + \gamma\,(\beta_1(1-c) - 1)\,u,\qquad
+        z \leftarrow z - \gamma\, u.
+
+    The gradient buffers are overwritten by the preconditioned :math:`u` (saves memory).
+
+    Args:
+        params: parameters or param groups (every option may differ per group).
+        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
+        betas: (beta1, beta2); beta1 in (0, 1), beta2 in [0, 1).
+        eps: denominator offset, >= 0.
+        weight_decay: decoupled decay lambda evaluated at y, >= 0.
+        warmup_steps: linear warm-up length, >= 0.
+        r: polynomial power of the averaging weights, >= 0.
+        weight_lr_power: power of max lr in the averaging weights, >= 0.
+
+    Example:
+        >>> opt = AdamWScheduleFree(params, lr=2.5e-3, warmup_steps=100)  # doctest: +SKIP
+        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+    ) -> None:
+        check_real("lr", lr, 0.0)
+        betas = check_betas("betas", betas, beta1_open=True)
+        check_real("eps", eps, 0.0)
+        check_real("weight_decay", weight_decay, 0.0)
+        check_int("warmup_steps", warmup_steps, 0)
+        check_real("r", r, 0.0)
+        check_real("weight_lr_power", weight_lr_power, 0.0)
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
+            r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
+        )
+        super().__init__(params, defaults)
+        self.scalars = {"train_mode": True}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        self._check_common(group)
+        group["betas"] = check_betas("betas", group["betas"], beta1_open=True)
+        check_real("eps", group["eps"], 0.0)
+
+    def _interpolation(self, group: dict[str, Any]) -> float:
+        return group["betas"][0]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Schedule-Free AdamW step (train mode only)."""
+        self._require_train_mode()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            bc2 = 1.0 - beta2 ** (group["k"] + 1)
+            lr, c = self._schedule(group)
+            params = self._active(group, extra=("exp_avg_sq",))
+            if params:
+                grads = [p.grad for p in params]
+                zs = [self.state[p]["z"] for p in params]
+                sqs = [self.state[p]["exp_avg_sq"] for p in params]
+                torch._foreach_mul_(sqs, beta2)
+                torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
+                for g_c, v_c in chunks(grads, sqs):
+                    denom = torch._foreach_mul(v_c, 1.0 / bc2)
+                    torch._foreach_sqrt_(denom)
+                    torch._foreach_add_(denom, group["eps"])
+                    torch._foreach_div_(g_c, denom)
+                    del denom
+                if group["weight_decay"] != 0:
+                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+                torch._foreach_lerp_(params, zs, c)
+                torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
+                torch._foreach_add_(zs, grads, alpha=-lr)
+            group["k"] += 1
+        return loss
+
+
+class ScheduleFreeWrapper(_ScheduleFree):
+    r"""Schedule-Free averaging around any base optimizer, which steps the z sequence.
+
+    Each step: weight decay at y (:math:`z \leftarrow z - \gamma\lambda y`,
+    :math:`y \leftarrow (1 - \gamma\lambda(1-\beta))\,y`), then x is recovered from y, the base
+    optimizer steps z with the gradient taken at y, and
+
+    .. math::
+        x \leftarrow (1-c)\,x + c\,z,\qquad y \leftarrow (1-\beta)\,z + \beta\,x,
+
+    with :math:`c` from the module docstring, :math:`\gamma` = the group's ``lr`` times its ``d``
+    (a learning-rate-free base's estimate, 1 otherwise), no built-in warm-up. The wrapper shares
+    the base's ``param_groups``, so a schedule attached to either one drives the base's ``lr``.
+    Its own counters live in the groups under ``sf_k``, ``sf_weight_sum``, ``sf_lr_max`` (the
+    base may use ``k`` itself). ``state_dict()`` holds the base's state as well.
+
+    Args:
+        base: the optimizer that updates z (its own momentum is usually turned off).
+        momentum: interpolation beta, in (0, 1).
+        weight_decay_at_y: decay lambda evaluated at y, >= 0 (a base's own decay acts at z).
+        r: polynomial power of the averaging weights, >= 0.
+        weight_lr_power: power of max lr in the averaging weights, >= 0.
+
+    Example:
+        >>> base = torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.999))  # doctest: +SKIP
+        >>> opt = ScheduleFreeWrapper(base, momentum=0.9)  # doctest: +SKIP
+        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        base: torch.optim.Optimizer,
+        momentum: float = 0.9,
+        weight_decay_at_y: float = 0.0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+    ) -> None:
+        if not isinstance(base, torch.optim.Optimizer):
+            raise ValueError(f"base must be a torch.optim.Optimizer, got {type(base).__name__}")
+        self.momentum = check_real("momentum", momentum, 0.0, 1.0, lo_open=True, hi_open=True)
+        self.weight_decay_at_y = check_real("weight_decay_at_y", weight_decay_at_y, 0.0)
+        self.r = check_real("r", r, 0.0)
+        self.weight_lr_power = check_real("weight_lr_power", weight_lr_power, 0.0)
+        self.base = base
+        super().__init__(base.param_groups, {})
+        self.param_groups = base.param_groups
+        self.scalars = {"train_mode": True}
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        check_lr(group)
+        group.setdefault("sf_k", 0)
+        group.setdefault("sf_weight_sum", 0.0)
+        group.setdefault("sf_lr_max", 0.0)
+        group.setdefault("scheduled_lr", 0.0)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if any(param_group is g for g in self.base.param_groups):
+            super().add_param_group(param_group)
+            return
+        self.base.add_param_group(param_group)
+        self._check_group(self.base.param_groups[-1])
+
+    def _interpolation(self, group: dict[str, Any]) -> float:
+        return self.momentum
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["base"] = self.base.state_dict()
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        if "base" not in state_dict:
+            raise ValueError("state_dict lacks the 'base' entry that ScheduleFreeWrapper saves")
+        base_state = state_dict.pop("base")
+        super().load_state_dict(state_dict)
+        self.base.load_state_dict(base_state)
+        self.param_groups = self.base.param_groups
+
+    @staticmethod
+    def _swap_z(params: list[torch.Tensor], zs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Exchange the storages of the parameters and their z buffers (no copy)."""
+        for p, z in zip(params, zs, strict=True):
+            p.data, z.data = z.data, p.data
+        return zs
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Weight decay at y, base step on z, then the x and y updates (train mode only)."""
+        self._require_train_mode()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        beta, decay = self.momentum, self.weight_decay_at_y
+        active = []
+        for group in self.param_groups:
+            params = with_grad(group)
+            for p in params:
+                if "z" not in self.state[p]:
+                    self.state[p]["z"] = p.detach().clone()
+            zs = [self.state[p]["z"] for p in params]
+            active.append((params, zs))
+            if not params:
+                continue
+            lr = check_lr(group)
+            if decay != 0:
+                torch._foreach_add_(zs, params, alpha=-lr * decay)
+                torch._foreach_mul_(params, 1.0 - lr * decay * (1 - beta))
+            torch._foreach_lerp_(params, zs, 1.0 - 1.0 / beta)
+            self._swap_z(params, zs)
+        try:
+            self.base.step()
+        finally:
+            for params, zs in active:
+                self._swap_z(params, zs)
+        for group, (params, zs) in zip(self.param_groups, active, strict=True):
+            lr = group["lr"] * group.get("d", 1.0)
+            group["scheduled_lr"] = lr
+            k = group["sf_k"]
+            lr_max = group["sf_lr_max"] = max(lr, group["sf_lr_max"])
+            weight = (k + 1) ** self.r * lr_max**self.weight_lr_power
+            total = group["sf_weight_sum"] = group["sf_weight_sum"] + weight
+            c = weight / total if total > 0 else 0.0
+            if params:
+                torch._foreach_lerp_(params, zs, c)
+                torch._foreach_lerp_(params, zs, 1.0 - beta)
+            group["sf_k"] = k + 1
+        return loss

@@ -1,0 +1,131 @@
+import math
+
+import madgrad as ref
+import pytest
+import torch
+
+from _optim_harness import assert_parity, assert_resumes, backward, make_params
+from lrlab.optim.madgrad import MADGRAD, MirrorMADGRAD
+
+MADGRAD_OPTIONS = [
+    {"lr": 0.05},
+    {"lr": 0.05, "weight_decay": 0.1},
+    {"lr": 0.05, "weight_decay": 0.1, "decouple_decay": True},
+    {"lr": 0.05, "momentum": 0.0},
+    {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.1, "decouple_decay": True},
+    {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.1},
+    {"lr": 0.05, "eps": 0.0, "momentum": 0.5},
+]
+
+MIRROR_OPTIONS = [
+    {"lr": 0.01},
+    {"lr": 0.01, "weight_decay": 0.1},
+    {"lr": 0.01, "weight_decay": 0.1, "decouple_decay": True},
+    {"lr": 0.01, "momentum": 0.0},
+    {"lr": 0.01, "eps": 1e-6, "momentum": 0.5},
+]
+
+
+@pytest.mark.parametrize("options", MADGRAD_OPTIONS)
+def test_madgrad_matches_reference(options):
+    assert_parity(lambda p: MADGRAD(p, **options), lambda p: ref.MADGRAD(p, **options))
+
+
+@pytest.mark.parametrize("options", MIRROR_OPTIONS)
+def test_mirror_madgrad_matches_reference(options):
+    assert_parity(
+        lambda p: MirrorMADGRAD(p, **options), lambda p: ref.MirrorMADGRAD(p, **options)
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: MADGRAD(p, lr=0.05, weight_decay=0.01),
+        lambda p: MADGRAD(p, lr=0.05, momentum=0.0),
+        lambda p: MirrorMADGRAD(p, lr=0.01, weight_decay=0.01, decouple_decay=True),
+    ],
+)
+def test_resume_is_exact(make):
+    assert_resumes(make)
+
+
+def test_zero_denominator_without_eps_keeps_the_coordinate_finite():
+    # a coordinate whose gradient is always 0 has a zero cube-root denominator when eps = 0;
+    # it must stay put (the momentum-free form must not divide 0 by 0)
+    params = make_params(0)
+    idle = torch.full((3,), 2.0, dtype=torch.float64, requires_grad=True)
+    for opt in (MADGRAD([*params, idle], lr=0.05, eps=0.0, momentum=0.0),
+                MirrorMADGRAD([*params, idle], lr=0.05)):
+        for t in range(5):
+            backward(params, t)
+            idle.grad = torch.zeros_like(idle)
+            opt.step()
+        assert torch.equal(idle, torch.full((3,), 2.0, dtype=torch.float64))
+        assert all(torch.isfinite(p).all() for p in params)
+
+
+def test_effective_lr_is_the_dual_weight():
+    params = make_params(0)
+    opt = MADGRAD(params, lr=0.1, eps=0.0)
+    assert opt.effective_lr() == [0.0]
+    for t in range(4):
+        backward(params, t)
+        opt.step()
+    assert opt.effective_lr() == [pytest.approx(0.1 * math.sqrt(4))]
+    mirror = MirrorMADGRAD(params, lr=0.1)
+    for t in range(8):
+        backward(params, t)
+        mirror.step()
+    assert mirror.effective_lr() == [pytest.approx(0.1 * 8 ** (1 / 3))]
+
+
+def test_params_without_grad_are_skipped():
+    params = make_params(0)
+    frozen = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    for cls in (MADGRAD, MirrorMADGRAD):
+        opt = cls([*params, frozen], weight_decay=0.1)
+        for t in range(3):
+            backward(params, t)
+            opt.step()
+        assert torch.equal(frozen, torch.ones(2, dtype=torch.float64))
+        assert frozen not in opt.state
+
+
+@pytest.mark.parametrize("cls", [MADGRAD, MirrorMADGRAD])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"lr": math.nan}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.5}, "momentum"),
+        ({"weight_decay": -1e-3}, "weight_decay"),
+        ({"eps": math.inf}, "eps"),
+        ({"decouple_decay": None}, "decouple_decay"),
+    ],
+)
+def test_rejects_bad_hyperparameters(cls, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        cls(make_params(0), **kwargs)
+
+
+@pytest.mark.parametrize(("ours", "reference"), [(MADGRAD, ref.MADGRAD),
+                                                 (MirrorMADGRAD, ref.MirrorMADGRAD)])
+def test_two_groups_with_different_options_match_reference(ours, reference):
+    def groups(p):
+        return [{"params": p[:2], "lr": 0.02, "momentum": 0.5},
+                {"params": p[2:], "lr": 0.01, "weight_decay": 0.05, "decouple_decay": True}]
+
+    assert_parity(lambda p: ours(groups(p)), lambda p: reference(groups(p)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_denominator_floor_leaves_every_nonzero_sum_alone(dtype):
+    from lrlab.optim.madgrad import _cube_root_denominator
+
+    info = torch.finfo(dtype)
+    sums = torch.tensor([0.0, info.tiny * info.eps, info.tiny, 1e-30, 1.0, 1e30], dtype=dtype)
+    rms = _cube_root_denominator([sums], 0.0)[0]
+    assert torch.equal(rms[1:], sums[1:].pow(1.0 / 3.0))
+    assert 0.0 < float(rms[0]) < float(rms[1])

@@ -1,0 +1,200 @@
+import math
+
+import momo as ref
+import pytest
+import torch
+
+from _optim_harness import (
+    assert_parity,
+    assert_resumes,
+    backward,
+    clone_params,
+    make_params,
+    roundtrip,
+)
+from lrlab.optim.momo import Momo, MomoAdam
+
+MOMO_OPTIONS = [
+    {},
+    {"weight_decay": 0.1},
+    {"bias_correction": True},
+    {"bias_correction": True, "weight_decay": 0.05, "beta": 0.6},
+    {"use_fstar": True, "weight_decay": 0.01},
+    {"use_fstar": True, "bias_correction": True, "lb": -0.5},
+    {"beta": 0.0, "lr": 0.3},
+]
+
+MOMO_ADAM_OPTIONS = [
+    {},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "divide": False},
+    {"use_fstar": True, "weight_decay": 0.01},
+    {"betas": (0.5, 0.9), "lr": 0.1, "eps": 1e-3},
+    {"betas": (0.0, 0.0), "lr": 0.05},
+]
+
+
+@pytest.mark.parametrize("options", MOMO_OPTIONS)
+def test_momo_matches_reference(options):
+    assert_parity(lambda p: Momo(p, **options), lambda p: ref.Momo(p, **options), needs_loss=True)
+
+
+@pytest.mark.parametrize("options", MOMO_ADAM_OPTIONS)
+def test_momo_adam_matches_reference(options):
+    assert_parity(
+        lambda p: MomoAdam(p, **options), lambda p: ref.MomoAdam(p, **options), needs_loss=True
+    )
+
+
+def test_step_size_is_both_capped_and_adaptive_on_the_test_problem():
+    # the parity cases must exercise both branches of tau = min(lr / rho, ratio)
+    params = make_params(0)
+    opt = Momo(params, lr=1.0)
+    taus = []
+    for t in range(100):
+        opt.step(loss=backward(params, t))
+        taus.append(opt.effective_lr()[0])
+    assert min(taus) < 1.0 and max(taus) == 1.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: Momo(p, lr=0.5, weight_decay=0.01, use_fstar=True),
+        lambda p: Momo(p, bias_correction=True),
+        lambda p: MomoAdam(p, weight_decay=0.01, use_fstar=True),
+    ],
+)
+def test_resume_is_exact(make):
+    assert_resumes(make, needs_loss=True)
+
+
+def test_state_dict_keeps_loss_average_and_lower_bound():
+    params = make_params(0)
+    opt = Momo(params, use_fstar=True, lb=-1.0)
+    for t in range(5):
+        opt.step(loss=backward(params, t))
+    fresh = Momo(clone_params(params), use_fstar=True, lb=-1.0)
+    fresh.load_state_dict(roundtrip(opt.state_dict()))
+    assert fresh.loss_average == opt.loss_average != 0.0
+    assert fresh.lower_bound == opt.lower_bound != -1.0
+    assert fresh.effective_lr() == opt.effective_lr()
+
+
+def test_reference_loses_the_running_averages_but_ours_does_not():
+    # the reference keeps f-bar and lb outside its state_dict: a reload diverges from the
+    # uninterrupted run, ours continues it exactly
+    def run(cls, reload_at):
+        params = make_params(0)
+        opt = cls(params, lr=1.0, use_fstar=True)
+        for t in range(20):
+            if t == reload_at:
+                state = roundtrip(opt.state_dict())
+                params = clone_params(params)
+                opt = cls(params, lr=1.0, use_fstar=True)
+                opt.load_state_dict(state)
+            opt.step(loss=backward(params, t))
+        return params
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ref_straight, ref_reloaded = run(ref.Momo, None), run(ref.Momo, 10)
+    finally:
+        torch.set_default_dtype(previous)
+    assert not all(torch.equal(a, b) for a, b in zip(ref_straight, ref_reloaded, strict=True))
+    ours_straight, ours_reloaded = run(Momo, None), run(Momo, 10)
+    assert all(torch.equal(a, b) for a, b in zip(ours_straight, ours_reloaded, strict=True))
+
+
+def test_missing_loss_is_a_clear_error():
+    params = make_params(0)
+    opt = Momo(params)
+    backward(params, 0)
+    with pytest.raises(ValueError, match="needs the current loss"):
+        opt.step()
+    with pytest.raises(ValueError, match="not both"):
+        opt.step(lambda: 1.0, loss=1.0)
+    with pytest.raises(ValueError, match="non-finite loss"):
+        MomoAdam(params).step(loss=torch.tensor(math.nan))
+
+
+def test_closure_gives_the_same_step_as_loss():
+    pa, pb = make_params(0), make_params(0)
+    oa, ob = Momo(pa), Momo(pb)
+    oa.step(loss=backward(pa, 0))
+    ob.step(lambda: backward(pb, 0))
+    assert all(torch.equal(a, b) for a, b in zip(pa, pb, strict=True))
+
+
+def test_params_without_grad_are_skipped():
+    params = make_params(0)
+    frozen = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    for cls in (Momo, MomoAdam):
+        opt = cls([*params, frozen])
+        for t in range(3):
+            opt.step(loss=backward(params, t))
+        assert torch.equal(frozen, torch.zeros(3, dtype=torch.float64))
+        assert frozen not in opt.state
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"lr": math.inf}, "lr"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"weight_decay": math.nan}, "weight_decay"),
+        ({"beta": 1.0}, "beta"),
+        ({"beta": -0.1}, "beta"),
+        ({"lb": math.nan}, "lb"),
+        ({"bias_correction": 1}, "bias_correction"),
+    ],
+)
+def test_momo_rejects_bad_hyperparameters(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Momo(make_params(0), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"betas": (1.0, 0.9)}, r"betas\[0\]"),
+        ({"betas": (0.9, -0.1)}, r"betas\[1\]"),
+        ({"betas": (0.9,)}, "betas"),
+        ({"eps": -1e-8}, "eps"),
+        ({"lr": math.nan}, "lr"),
+        ({"divide": "yes"}, "divide"),
+    ],
+)
+def test_momo_adam_rejects_bad_hyperparameters(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MomoAdam(make_params(0), **kwargs)
+
+
+def test_groups_may_differ_in_lr_but_not_in_shared_options():
+    a, b, c, d = make_params(0)
+    opt = Momo([{"params": [a, b], "lr": 0.5}, {"params": [c, d], "lr": 0.1}])
+    opt.step(loss=backward([a, b, c, d], 0))
+    assert len(opt.effective_lr()) == 2
+    with pytest.raises(ValueError, match="beta is optimizer-wide"):
+        Momo([{"params": [a, b]}, {"params": [c, d], "beta": 0.5}])
+    with pytest.raises(ValueError, match="weight_decay"):
+        Momo([{"params": [a, b]}, {"params": [c, d], "weight_decay": -1.0}])
+
+
+@pytest.mark.filterwarnings("ignore:More than one param group")
+@pytest.mark.parametrize(
+    ("ours", "reference"),
+    [(Momo, ref.Momo), (MomoAdam, ref.MomoAdam)],
+)
+def test_two_groups_with_different_lr_and_decay_match_reference(ours, reference):
+    def groups(p):
+        return [{"params": p[:2], "lr": 0.3, "weight_decay": 0.05},
+                {"params": p[2:], "lr": 0.05}]
+
+    assert_parity(
+        lambda p: ours(groups(p), use_fstar=True),
+        lambda p: reference(groups(p), use_fstar=True),
+        needs_loss=True,
+    )
