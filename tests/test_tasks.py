@@ -12,7 +12,7 @@ import torch
 from lrlab.schedules import Cosine
 from lrlab.tasks import Task, get_task, svmlight_task, task_names
 from lrlab.tasks.charlm import VOCAB, encode, stdlib_corpus
-from lrlab.tasks.synthetic import logistic_objective
+from lrlab.tasks.optimum import logistic_f_star, logistic_objective
 from lrlab.train import RunConfig, run_config
 
 ACCURACY_FLOOR = {
@@ -192,3 +192,17 @@ def test_malformed_svmlight_names_the_line(tmp_path, line: str, what: str) -> No
 def test_svmlight_missing_file(tmp_path) -> None:
     with pytest.raises(ValueError, match="existing file"):
         svmlight_task(tmp_path / "nope.svm")
+
+
+def test_l2_logreg_tasks_know_their_optimum() -> None:
+    task = get_task("wine_logreg", l2=0.05)
+    X, y = task.X_train.numpy(), task.y_train.numpy()
+    c = int(y.max()) + 1
+    # Gradient descent from a different start reaches the same value: f* is the minimum.
+    W, b = np.full((X.shape[1], c), 0.3), np.zeros(c)
+    for _ in range(20000):
+        f, dW, db = logistic_objective(W, X, y, 0.05, b)
+        W, b = W - 0.5 * dW, b - 0.5 * db
+    assert abs(f - task.f_star) < 1e-9
+    assert task.f_star == logistic_f_star(X, y, c, 0.05, bias=True)
+    assert get_task("wine_logreg").f_star is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from lrlab.report.html import Report, write_report
-from lrlab.tune.reference import f_star as reference_f_star
+from lrlab.tasks import get_task
 from lrlab.tune.settings import build_schedule
 from lrlab.tune.study import Study
 
@@ -15,7 +15,8 @@ def study_report(
 ) -> Report:
     """Write the report folder of ``study`` (see ``write_report``).
 
-    ``f_star`` defaults to ``lrlab.tune.reference.f_star`` of the study's task.
+    ``f_star`` defaults to the study task's own ``f_star`` (0.0, the floor of a non-negative
+    loss, when the task does not know it).
     Example: ``study_report(Study.open("lrlab-default"), "lrlab-report")``.
     """
     s = study.settings
@@ -34,6 +35,12 @@ def study_report(
         steps=s.steps,
         title=f"lrlab sweep: {s.task}",
         description=desc,
-        f_star=reference_f_star(s.task_spec) if f_star is None else f_star,
+        f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,
     )
+
+
+def _task_f_star(task_spec: str | dict) -> float:
+    spec = {"name": task_spec} if isinstance(task_spec, str) else dict(task_spec)
+    task = get_task(spec.pop("name"), **spec)
+    return 0.0 if task.f_star is None else float(task.f_star)

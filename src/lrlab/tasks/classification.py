@@ -2,9 +2,15 @@
 
 Features are standardised with the training split's mean and standard deviation (constant
 features are left centred, not scaled); the split is stratified, 25 % test, ``random_state=0``.
+With an L2 penalty the logistic-regression objective has a unique minimum over W, and the task's
+``f_star`` is that minimum (float64 L-BFGS, see ``lrlab.tasks.optimum``); without one, the
+classes of these datasets are (nearly) separable, the infimum is not attained and ``f_star`` is
+None.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -12,6 +18,7 @@ import torch
 from lrlab._checks import check_int, check_real
 from lrlab.tasks.base import Task, register
 from lrlab.tasks.models import MLP, LinearSoftmax
+from lrlab.tasks.optimum import logistic_f_star
 
 _LOADERS = {
     "digits": "load_digits",
@@ -50,11 +57,23 @@ def _load(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=16)
+def _split(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return split_standardise(*_load(dataset))
+
+
+@functools.lru_cache(maxsize=16)
+def _logreg_f_star(dataset: str, l2: float) -> float:
+    Xtr, ytr, _, _ = _split(dataset)
+    n_classes = int(ytr.max()) + 1
+    return logistic_f_star(Xtr.numpy(), ytr.numpy(), n_classes, l2, bias=True)
+
+
 def _logreg(dataset: str, steps: int, batch: int, lr: float, l2: float) -> Task:
-    X, y = _load(dataset)
-    Xtr, ytr, Xte, yte = split_standardise(X, y)
-    n_classes = int(y.max()) + 1
-    model = LinearSoftmax(Xtr.shape[1], n_classes, l2=check_real("l2", l2, 0.0))
+    l2 = check_real("l2", l2, 0.0)
+    Xtr, ytr, Xte, yte = _split(dataset)
+    n_classes = int(ytr.max()) + 1
+    model = LinearSoftmax(Xtr.shape[1], n_classes, l2=l2)
     return Task(
         name=f"{dataset}_logreg",
         description=(
@@ -71,6 +90,7 @@ def _logreg(dataset: str, steps: int, batch: int, lr: float, l2: float) -> Task:
         default_steps=steps,
         default_batch_size=batch,
         metric_name="accuracy",
+        f_star=_logreg_f_star(dataset, l2) if l2 > 0 else None,
         default_lr=lr,
     )
 

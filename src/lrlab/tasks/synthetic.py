@@ -22,6 +22,7 @@ import torch
 from lrlab._checks import check_int, check_real
 from lrlab.tasks.base import Task, register
 from lrlab.tasks.models import LinearAbs, LinearSoftmax
+from lrlab.tasks.optimum import abs_f_star, logistic_f_star
 
 
 def _draw(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
@@ -29,53 +30,6 @@ def _draw(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.
     w_star = rng.standard_normal(d)
     X = rng.standard_normal((n, d))
     return X, w_star, rng
-
-
-def abs_f_star(X: np.ndarray, y: np.ndarray) -> float:
-    """min_w mean |X w - y| by the linear program above (HiGHS, exact up to its tolerance)."""
-    from scipy.optimize import linprog
-
-    n, d = X.shape
-    c = np.concatenate([np.zeros(d), np.full(2 * n, 1.0 / n)])
-    A_eq = np.hstack([X, np.eye(n), -np.eye(n)])
-    bounds = [(None, None)] * d + [(0, None)] * (2 * n)
-    res = linprog(
-        c, A_eq=A_eq, b_eq=y, bounds=bounds, method="highs",
-        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
-    )
-    if not res.success:  # pragma: no cover - HiGHS solves these small LPs
-        raise RuntimeError(f"linear program for f* failed: {res.message}")
-    w = res.x[:d]
-    return float(np.mean(np.abs(X @ w - y)))
-
-
-def logistic_objective(W: np.ndarray, X: np.ndarray, y: np.ndarray, l2: float):
-    """f(W) = mean_i CE(softmax(x_i W), y_i) + (l2/2)||W||^2 and its gradient (float64)."""
-    Z = X @ W
-    Z = Z - Z.max(1, keepdims=True)
-    logp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
-    n = len(y)
-    f = -logp[np.arange(n), y].mean() + 0.5 * l2 * np.sum(W * W)
-    P = np.exp(logp)
-    P[np.arange(n), y] -= 1.0
-    return f, X.T @ P / n + l2 * W
-
-
-def logistic_f_star(X: np.ndarray, y: np.ndarray, n_classes: int, l2: float) -> float:
-    """min_W of ``logistic_objective`` by L-BFGS from zero, to gradient norm 1e-12."""
-    from scipy.optimize import minimize
-
-    d = X.shape[1]
-
-    def fg(w: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = logistic_objective(w.reshape(d, n_classes), X, y, l2)
-        return f, g.ravel()
-
-    res = minimize(
-        fg, np.zeros(d * n_classes), jac=True, method="L-BFGS-B",
-        options={"maxiter": 10000, "gtol": 1e-12, "ftol": 1e-16},
-    )
-    return float(res.fun)
 
 
 @functools.lru_cache(maxsize=16)
