@@ -57,7 +57,7 @@ def groups_of(params: list[torch.Tensor], spec: list[dict[str, Any]] | None) -> 
 
 def assert_close(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], step: int,
                  rtol: float = 1e-10) -> None:
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
         err = (x - y).abs().max().item()
         scale = max(y.abs().max().item(), 1e-300)
         assert err <= rtol * scale, f"step {step}, tensor {i}: max abs diff {err:g}"
@@ -85,7 +85,8 @@ def run_parity(
         ours.step()
         ref.step()
         assert_close(ours_p, ref_p, k)
-        moved = moved or any(not torch.equal(p, q) for p, q in zip(ours_p, make_params()))
+        start = make_params()
+        moved = moved or any(not torch.equal(p, q) for p, q in zip(ours_p, start, strict=True))
     assert moved, "parameters never moved: the comparison tested nothing"
     return [p.detach().clone() for p in ours_p]
 
@@ -126,6 +127,6 @@ def run_resume(
     for k in range(split, steps):
         compute_grads(second_p, k, skip(k))
         second.step()
-    for i, (a, b) in enumerate(zip(second_p, full_p)):
+    for i, (a, b) in enumerate(zip(second_p, full_p, strict=True)):
         assert torch.equal(a, b), f"tensor {i} differs after resume"
-    assert not all(torch.equal(a, b) for a, b in zip(full_p, make_params()))
+    assert not all(torch.equal(a, b) for a, b in zip(full_p, make_params(), strict=True))

@@ -115,7 +115,7 @@ def chunks(tensors: Sequence[torch.Tensor], limit: int = CHUNK_NUMEL) -> Iterato
 
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Per-tensor inner products <a_i, b_i> (0-dim tensors, no elementwise temporaries)."""
-    return [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)]
+    return [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)]
 
 
 def sums(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:

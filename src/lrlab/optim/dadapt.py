@@ -9,8 +9,8 @@ towards their current averaged point under momentum).
 
 The global scalars (``d``, the numerator accumulators, the step counter ``k``) live in every
 parameter group, so ``state_dict()`` / ``load_state_dict()`` resume exactly. Parameters whose
-``grad`` is ``None`` are skipped. Coupled weight decay is added to a copy of the gradient; ``p.grad``
-is never modified.
+``grad`` is ``None`` are skipped. Coupled weight decay is added to a copy of the gradient;
+``p.grad`` is never modified.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class DAdaptSGD(GlobalStepOptimizer):
         sq_parts: list[torch.Tensor] = []
         for group, params, grads in gathered:
             states = [self.state[p] for p in params]
-            for p, st in zip(params, states):
+            for p, st in zip(params, states, strict=True):
                 if "s" not in st:
                     st["s"] = torch.zeros_like(p)
                     st["x0"] = p.detach().clone()
@@ -237,7 +237,7 @@ class DAdaptAdam(GlobalStepOptimizer):
         l1 = 0.0
         for group, params, grads in active:
             states = [self.state[p] for p in params]
-            for p, st in zip(params, states):
+            for p, st in zip(params, states, strict=True):
                 if "s" not in st:
                     st["s"] = torch.zeros_like(p)
                     st["exp_avg"] = torch.zeros_like(p)

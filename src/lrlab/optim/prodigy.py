@@ -162,7 +162,7 @@ class Prodigy(GlobalStepOptimizer):
                 ps, st = params[sl], states[sl]
                 gs = grads[sl] if coupled == 0 else torch._foreach_add(grads[sl], ps, alpha=coupled)
                 g_cut = [_sliced(g, sp) for g in gs]
-                for g, p, x in zip(g_cut, ps, st):
+                for g, p, x in zip(g_cut, ps, st, strict=True):
                     dot_parts.append(torch.dot(g, x["p0"] - _sliced(p, sp)))
                 if beta1 > 0:
                     ms = [x["exp_avg"] for x in st]
