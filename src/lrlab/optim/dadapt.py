@@ -388,7 +388,8 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     torch._foreach_add_(step, x0)
                     torch._foreach_mul_(ps, 1 - ck)
                     torch._foreach_add_(ps, step, alpha=ck)
-            idle = [p for p in group["params"] if p.grad is None and "sk" in self.state[p]]
+            idle = [p for p in group["params"]
+                    if p.grad is None and p in self.state and "sk" in self.state[p]]
             for sl in chunks(idle):
                 st = [self.state[p] for p in idle[sl]]
                 den = torch._foreach_sqrt([x["alphak"] for x in st])
