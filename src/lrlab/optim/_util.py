@@ -7,7 +7,7 @@ the step counter) as entries of every parameter group, so that the standard
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from lrlab._checks import check_int, check_real
 
 # Elementwise work runs over chunks of at most this many elements, so that the temporaries of a
 # vectorised (``torch._foreach_*``) operation stay bounded by about one chunk, not the whole model.
-CHUNK_NUMEL = 1 << 21
+CHUNK_NUMEL = 1 << 20
 
 
 def check_lr(value: object) -> float:
@@ -113,6 +113,46 @@ def chunks(tensors: Sequence[torch.Tensor], limit: int = CHUNK_NUMEL) -> Iterato
         yield slice(start, len(tensors))
 
 
+class Scratch:
+    """Work buffers kept between steps and handed out as views shaped like given tensors.
+
+    Allocating fresh temporaries every step makes the C allocator return the memory to the
+    operating system and fault it back in on the next step, which on CPU costs more than the
+    arithmetic; reusing one buffer per slot avoids that. Buffers are not part of the state.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def views(self, slot: int, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        need: dict[tuple[int, torch.dtype, torch.device], int] = {}
+        for t in like:
+            key = (slot, t.dtype, t.device)
+            need[key] = need.get(key, 0) + t.numel()
+        for key, n in need.items():
+            buf = self._buffers.get(key)
+            if buf is None or buf.numel() < n:
+                self._buffers[key] = torch.empty(n, dtype=key[1], device=key[2])
+        offset = dict.fromkeys(need, 0)
+        out = []
+        for t in like:
+            key = (slot, t.dtype, t.device)
+            start = offset[key]
+            out.append(self._buffers[key][start:start + t.numel()].view(t.shape))
+            offset[key] = start + t.numel()
+        return out
+
+
+def into(fn: Callable[..., torch.Tensor], out: list[torch.Tensor], *args: Any,
+         **kwargs: Any) -> list[torch.Tensor]:
+    """``out[i] = fn(args[0][i], args[1][i], …, **kwargs)`` written in place; returns ``out``.
+
+    An argument that is not a list or tuple (a scalar) is passed unchanged to every call."""
+    for i, o in enumerate(out):
+        fn(*(a[i] if isinstance(a, (list, tuple)) else a for a in args), out=o, **kwargs)
+    return out
+
+
 def dots(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Per-tensor inner products <a_i, b_i> (0-dim tensors, no elementwise temporaries)."""
     return [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)]
@@ -123,14 +163,14 @@ def sums(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [t.sum() for t in tensors]
 
 
-def abs_sums(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-tensor L1 norms, reduced exactly as ``t.abs().sum()`` (temporaries of one chunk)."""
-    return sums(torch._foreach_abs(tensors))
+def abs_sums(tensors: Sequence[torch.Tensor], work: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-tensor L1 norms, reduced exactly as ``t.abs().sum()`` (``work``: same shapes)."""
+    return sums(into(torch.abs, work, tensors))
 
 
-def square_sums(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def square_sums(tensors: Sequence[torch.Tensor], work: list[torch.Tensor]) -> list[torch.Tensor]:
     """Per-tensor sums of squares, reduced exactly as ``(t * t).sum()``."""
-    return sums(torch._foreach_mul(tensors, tensors))
+    return sums(into(torch.mul, work, tensors, tensors))
 
 
 def total(parts: list[torch.Tensor], start: float = 0.0, scale: float = 1.0) -> float:
@@ -159,6 +199,10 @@ class GlobalStepOptimizer(torch.optim.Optimizer):
 
     SHARED: tuple[str, ...] = ()
     GLOBALS: tuple[str, ...] = ("d", "k")
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._scratch = Scratch()
+        super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -23,6 +23,7 @@ import torch
 
 from lrlab.optim._util import (
     GlobalStepOptimizer,
+    Scratch,
     abs_sums,
     check_betas,
     check_bool,
@@ -34,6 +35,7 @@ from lrlab.optim._util import (
     chunks,
     common_lr,
     dots,
+    into,
     params_with_grad,
     square_sums,
     sync_shared,
@@ -51,12 +53,12 @@ def _call(closure: Closure) -> Any:
 
 
 def _with_decay(
-    grads: list[torch.Tensor], params: list[torch.Tensor], decay: float
+    grads: list[torch.Tensor], params: list[torch.Tensor], decay: float, work: Scratch
 ) -> list[torch.Tensor]:
-    """g + decay · p, as new tensors (the caller's gradients are left untouched)."""
+    """g + decay · p in work buffers (slot 0); the caller's gradients are left untouched."""
     if decay == 0:
         return grads
-    return torch._foreach_add(grads, params, alpha=decay)
+    return into(torch.add, work.views(0, grads), grads, params, alpha=decay)
 
 
 class DAdaptSGD(GlobalStepOptimizer):
@@ -117,7 +119,9 @@ class DAdaptSGD(GlobalStepOptimizer):
         gathered = [(g, *params_with_grad(g)) for g in groups]
         g0_norm = first["g0_norm"]
         if k == 0:
-            sq = [v for g, _, grads in gathered if g["lr"] > 0 for v in square_sums(grads)]
+            sq = [v for g, _, grads in gathered if g["lr"] > 0
+                  for sl in chunks(grads)
+                  for v in square_sums(grads[sl], self._scratch.views(1, grads[sl]))]
             g0_norm = math.sqrt(total(sq))
             if g0_norm == 0:
                 return loss
@@ -135,16 +139,17 @@ class DAdaptSGD(GlobalStepOptimizer):
             x0_all = [st["x0"] for st in states]
             for sl in chunks(params):
                 ps, ss, x0 = params[sl], s_all[sl], x0_all[sl]
+                work = self._scratch.views(1, ps)
                 if group["lr"] > 0:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"])
+                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
                     num_parts += dots(gs, ss)
                     torch._foreach_add_(ss, gs, alpha=dlr)
-                    sq_parts += square_sums(ss)
+                    sq_parts += square_sums(ss, work)
                 if ck == 1.0:
                     torch._foreach_copy_(ps, x0)
                     torch._foreach_sub_(ps, ss)
                 else:
-                    z = torch._foreach_sub(x0, ss)
+                    z = into(torch.sub, work, x0, ss)
                     torch._foreach_mul_(ps, 1 - ck)
                     torch._foreach_add_(ps, z, alpha=ck)
 
@@ -251,20 +256,17 @@ class DAdaptAdam(GlobalStepOptimizer):
                 ss = [x["s"] for x in st]
                 ms = [x["exp_avg"] for x in st]
                 vs = [x["exp_avg_sq"] for x in st]
-                gs = _with_decay(grads[sl], params[sl], decay)
-                den = torch._foreach_sqrt(vs)
-                torch._foreach_add_(den, eps)
-                ratio = torch._foreach_div(ss, den)
-                del den
-                group_dots += dots(gs, ratio)
-                del ratio
+                gs = _with_decay(grads[sl], params[sl], decay, self._scratch)
+                work = into(torch.sqrt, self._scratch.views(1, vs), vs)
+                torch._foreach_add_(work, eps)
+                group_dots += dots(gs, into(torch.div, work, ss, work))
                 torch._foreach_mul_(ms, beta1)
                 torch._foreach_add_(ms, gs, alpha=r * dlr * (1 - beta1))
                 torch._foreach_mul_(vs, beta2)
                 torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
                 torch._foreach_mul_(ss, sqrt_beta2)
                 torch._foreach_add_(ss, gs, alpha=dlr * (1 - sqrt_beta2))
-                group_l1 += abs_sums(ss)
+                group_l1 += abs_sums(ss, work)
             numerator_acc = total(group_dots, start=numerator_acc, scale=r * dlr)
             l1 = total(group_l1, start=l1, scale=r)
 
@@ -279,7 +281,8 @@ class DAdaptAdam(GlobalStepOptimizer):
             for sl in chunks(params):
                 st = [self.state[p] for p in params[sl]]
                 ps = params[sl]
-                den = torch._foreach_sqrt([x["exp_avg_sq"] for x in st])
+                vs = [x["exp_avg_sq"] for x in st]
+                den = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(den, group["eps"])
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
@@ -364,21 +367,20 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                 st = [self.state[p] for p in ps]
                 alphas = [x["alphak"] for x in st]
                 ss = [x["sk"] for x in st]
+                work = self._scratch.views(1, ps)
                 if active:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"])
-                    gsq = torch._foreach_mul(gs, gs)
+                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gsq = into(torch.mul, work, gs, gs)
                     torch._foreach_add_(alphas, gsq)
-                den = torch._foreach_sqrt(alphas)
+                den = into(torch.sqrt, self._scratch.views(2, ps), alphas)
                 torch._foreach_add_(den, eps)
                 if active:
                     torch._foreach_div_(gsq, den)
                     gsq_parts += torch._foreach_norm(gsq, 1)
-                    del gsq
                     torch._foreach_add_(ss, gs, alpha=dlr)
-                self._weighted_norms(ss, den, sksq_parts, l1_parts)
+                self._weighted_norms(ss, den, work, sksq_parts, l1_parts)
                 # z = x0 − s / a, then x ← β x + (1 − β) z
-                step = torch._foreach_div(ss, den)
-                del den
+                step = into(torch.div, work, ss, den)
                 x0 = [x["x0"] for x in st]
                 if ck == 1.0:
                     torch._foreach_copy_(ps, x0)
@@ -392,9 +394,11 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     if p.grad is None and p in self.state and "sk" in self.state[p]]
             for sl in chunks(idle):
                 st = [self.state[p] for p in idle[sl]]
-                den = torch._foreach_sqrt([x["alphak"] for x in st])
+                alphas = [x["alphak"] for x in st]
+                den = into(torch.sqrt, self._scratch.views(2, alphas), alphas)
                 torch._foreach_add_(den, eps)
-                self._weighted_norms([x["sk"] for x in st], den, sksq_parts, l1_parts)
+                self._weighted_norms([x["sk"] for x in st], den, self._scratch.views(1, alphas),
+                                     sksq_parts, l1_parts)
 
         l1 = total(l1_parts)
         if l1 == 0:
@@ -411,11 +415,12 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
     def _weighted_norms(
         ss: list[torch.Tensor],
         den: list[torch.Tensor],
+        work: list[torch.Tensor],
         sksq_parts: list[torch.Tensor],
         l1_parts: list[torch.Tensor],
     ) -> None:
-        """Append Σ s²/a and ‖s‖₁ of each tensor."""
-        sq = torch._foreach_mul(ss, ss)
+        """Append Σ s²/a and ‖s‖₁ of each tensor (``work``: buffers shaped like ``ss``)."""
+        sq = into(torch.mul, work, ss, ss)
         torch._foreach_div_(sq, den)
         sksq_parts += torch._foreach_norm(sq, 1)
         l1_parts += torch._foreach_norm(ss, 1)

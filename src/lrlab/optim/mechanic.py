@@ -22,12 +22,14 @@ from typing import Any
 import torch
 
 from lrlab.optim._util import (
+    Scratch,
     check_beta,
     check_bool,
     check_nonneg,
     check_positive,
     chunks,
     dots,
+    into,
     params_with_grad,
     total,
 )
@@ -85,6 +87,7 @@ class Mechanic(torch.optim.Optimizer):
         self.param_groups = base.param_groups
         self.defaults = base.defaults
         self.tuner: dict[str, Any] = {}
+        self._scratch = Scratch()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "base", None) is None:  # during construction
@@ -133,7 +136,7 @@ class Mechanic(torch.optim.Optimizer):
             for group in self.param_groups:
                 ps, gs = params_with_grad(group)
                 params += ps
-                grads += [g.clone() for g in gs]
+                grads += gs
             if params and not self.tuner:
                 self._init_tuner(params[0])
             for p in params:
@@ -142,7 +145,9 @@ class Mechanic(torch.optim.Optimizer):
                     st["ref"] = p.detach().clone()
                     if self.store_delta:
                         st["delta"] = torch.zeros_like(p)
-            before = [p.detach().clone() for p in params]
+            # the base may change p.grad (e.g. coupled weight decay), so keep copies
+            grads = self._copy(1, grads)
+            before = self._copy(0, params)
 
         result = self.base.step(base_closure)
         if not params:
@@ -151,6 +156,11 @@ class Mechanic(torch.optim.Optimizer):
         with torch.no_grad():
             self._rescale(params, grads, before)
         return result if result is not None else loss
+
+    def _copy(self, slot: int, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = self._scratch.views(slot, tensors)
+        torch._foreach_copy_(out, tensors)
+        return out
 
     def _rescale(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], before: list[torch.Tensor]
@@ -161,15 +171,16 @@ class Mechanic(torch.optim.Optimizer):
         if self.store_delta:
             deltas = [self.state[p]["delta"] for p in params]
         else:
-            deltas = torch._foreach_sub(before, refs)
+            deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
             torch._foreach_div_(deltas, s_sum + self.eps)
         x_norm = math.sqrt(total(dots(params, params)))
         g_norm = math.sqrt(total(dots(grads, grads)))
 
         h_parts: list[torch.Tensor] = []
         for sl in chunks(params):
+            work = self._scratch.views(3, params[sl])
             if self.s_decay != 0:
-                pull = torch._foreach_mul(params[sl], self.s_decay)
+                pull = into(torch.mul, work, params[sl], self.s_decay)
                 torch._foreach_mul_(pull, s_sum)
                 torch._foreach_mul_(pull, g_norm)
                 torch._foreach_div_(pull, x_norm + self.eps)
@@ -177,10 +188,8 @@ class Mechanic(torch.optim.Optimizer):
             else:
                 pull = grads[sl]
             h_parts += dots(deltas[sl], pull)
-            del pull
-            move = torch._foreach_sub(params[sl], before[sl])
+            move = into(torch.sub, work, params[sl], before[sl])
             torch._foreach_add_(deltas[sl], move)
-        del before, grads
         h = total(h_parts)
 
         betas = torch.tensor(self.betas, dtype=tuner["s"].dtype, device=tuner["s"].device)
@@ -194,7 +203,7 @@ class Mechanic(torch.optim.Optimizer):
 
         scale = max(float(s.sum()), 0.0)
         for sl in chunks(params):
-            new = torch._foreach_mul(deltas[sl], scale)
+            new = into(torch.mul, self._scratch.views(3, params[sl]), deltas[sl], scale)
             torch._foreach_add_(new, refs[sl])
             torch._foreach_copy_(params[sl], new)
 

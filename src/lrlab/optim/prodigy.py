@@ -32,6 +32,7 @@ from lrlab.optim._util import (
     check_slice,
     chunks,
     common_lr,
+    into,
     params_with_grad,
     sync_shared,
     total,
@@ -129,6 +130,14 @@ class Prodigy(GlobalStepOptimizer):
             st["exp_avg_sq"] = torch.zeros_like(p)
         return st
 
+    def _decayed(
+        self, grads: list[torch.Tensor], params: list[torch.Tensor], decay: float
+    ) -> list[torch.Tensor]:
+        """g + decay · p in work buffers (slot 0); ``p.grad`` is left untouched."""
+        if decay == 0:
+            return grads
+        return into(torch.add, self._scratch.views(0, grads), grads, params, alpha=decay)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
@@ -160,10 +169,11 @@ class Prodigy(GlobalStepOptimizer):
             s_rate = (d / d0) * (d if group["safeguard_warmup"] else dlr)
             for sl in chunks(params):
                 ps, st = params[sl], states[sl]
-                gs = grads[sl] if coupled == 0 else torch._foreach_add(grads[sl], ps, alpha=coupled)
+                gs = self._decayed(grads[sl], ps, coupled)
                 g_cut = [_sliced(g, sp) for g in gs]
-                for g, p, x in zip(g_cut, ps, st, strict=True):
-                    dot_parts.append(torch.dot(g, x["p0"] - _sliced(p, sp)))
+                work = self._scratch.views(1, g_cut)
+                for g, p, x, w in zip(g_cut, ps, st, work, strict=True):
+                    dot_parts.append(torch.dot(g, torch.sub(x["p0"], _sliced(p, sp), out=w)))
                 if beta1 > 0:
                     ms = [x["exp_avg"] for x in st]
                     torch._foreach_mul_(ms, beta1)
@@ -174,7 +184,7 @@ class Prodigy(GlobalStepOptimizer):
                 ss = [x["s"] for x in st]
                 torch._foreach_mul_(ss, beta3)
                 torch._foreach_add_(ss, g_cut, alpha=s_rate)
-                l1_parts += abs_sums(ss)
+                l1_parts += abs_sums(ss, work)
 
         d_denom = total(l1_parts)
         if d_denom == 0:
@@ -191,15 +201,15 @@ class Prodigy(GlobalStepOptimizer):
             for sl in chunks(params):
                 ps = params[sl]
                 st = [self.state[p] for p in ps]
-                den = torch._foreach_sqrt([x["exp_avg_sq"] for x in st])
+                vs = [x["exp_avg_sq"] for x in st]
+                den = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(den, d_new * eps)
                 if decouple and decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
                 if beta1 > 0:
                     torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-dlr)
                 else:
-                    gs = grads[sl] if decouple or decay == 0 else \
-                        torch._foreach_add(grads[sl], ps, alpha=decay)
+                    gs = self._decayed(grads[sl], ps, 0.0 if decouple else decay)
                     torch._foreach_addcdiv_(ps, gs, den, value=-dlr * d_new)
         sync_shared(groups, {"d": d_new, "d_max": d_max, "d_numerator": numerator, "k": k + 1})
         return loss
