@@ -167,3 +167,15 @@ def test_bad_base_and_mismatched_state():
         other.load_state_dict(opt.state_dict())
     with pytest.raises(ValueError, match="missing"):
         other.load_state_dict({"state": {}})
+
+
+def test_deepcopy_keeps_base_and_tuner():
+    import copy
+
+    params = make_params()
+    opt = Mechanic(SGD(params, lr=0.01))
+    compute_grads(params, 0)
+    opt.step()
+    twin = copy.deepcopy(opt)
+    assert twin.scale == opt.scale > 0
+    assert isinstance(twin.base, SGD)

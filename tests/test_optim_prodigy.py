@@ -139,3 +139,21 @@ def test_group_level_errors():
     compute_grads(params, 0)
     with pytest.raises(ValueError, match="share one lr"):
         opt.step()
+
+
+def test_deepcopy_steps_like_the_original():
+    import copy
+
+    params = make_params()
+    opt = Prodigy(params)
+    compute_grads(params, 0)
+    opt.step()
+    twin_params = [p.detach().clone().requires_grad_() for p in params]
+    twin = copy.deepcopy(opt)
+    twin.param_groups[0]["params"] = twin_params
+    twin.state = {q: copy.deepcopy(opt.state[p]) for p, q in zip(params, twin_params, strict=True)}
+    compute_grads(params, 1)
+    compute_grads(twin_params, 1)
+    opt.step()
+    twin.step()
+    assert all(torch.equal(a, b) for a, b in zip(params, twin_params, strict=True))

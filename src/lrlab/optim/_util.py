@@ -204,6 +204,10 @@ class GlobalStepOptimizer(torch.optim.Optimizer):
         self._scratch = Scratch()
         super().__init__(params, defaults)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_scratch", Scratch())
+
     def _check_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
 

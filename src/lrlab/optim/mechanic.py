@@ -89,6 +89,13 @@ class Mechanic(torch.optim.Optimizer):
         self.tuner: dict[str, Any] = {}
         self._scratch = Scratch()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_scratch", Scratch())
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "base", None) is None:  # during construction
             super().add_param_group(param_group)
