@@ -13,7 +13,8 @@ Memory, two figures per optimizer:
   state plus the base optimizer's);
 - ``peak_mb``: the process's peak resident set (VmHWM) minus its resident set once the model and
   gradients exist, over construction and 3 steps, measured in a fresh child process per
-  optimizer (after one step on a tiny model, so library loading is not counted): state, work
+  optimizer (after one step on a tiny model, so library loading is not counted; glibc's mmap
+  threshold fixed at 128 KiB so freed tensors leave the resident set at once): state, work
   buffers and the largest temporaries of a step.
 
 Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -120,9 +122,12 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 
 def child_peak(case: str, side: str) -> float:
     """Peak RSS growth (MB) for one optimizer, measured in a fresh interpreter."""
+    # glibc's mmap threshold fixed at 128 KiB: every freed tensor leaves the resident set at
+    # once, so the peak counts live bytes rather than the allocator's caching of the moment
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run(
         [sys.executable, __file__, "--child", case, side],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=env,
     )
     return float(out.stdout.strip().splitlines()[-1])
 

@@ -175,28 +175,24 @@ class Mechanic(torch.optim.Optimizer):
         tuner = self.tuner
         refs = [self.state[p]["ref"] for p in params]
         s_sum = tuner["s"].sum()
-        if self.store_delta:
-            deltas = [self.state[p]["delta"] for p in params]
-        else:
-            deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
-            torch._foreach_div_(deltas, s_sum + self.eps)
         x_norm = math.sqrt(total(dots(params, params)))
         g_norm = math.sqrt(total(dots(grads, grads)))
 
         h_parts: list[torch.Tensor] = []
         for sl in chunks(params):
-            work = self._scratch.views(3, params[sl])
+            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=False)
             if self.s_decay != 0:
-                pull = into(torch.mul, work, params[sl], self.s_decay)
+                pull = into(torch.mul, self._scratch.views(3, params[sl]), params[sl],
+                            self.s_decay)
                 torch._foreach_mul_(pull, s_sum)
                 torch._foreach_mul_(pull, g_norm)
                 torch._foreach_div_(pull, x_norm + self.eps)
                 torch._foreach_add_(pull, grads[sl])
             else:
                 pull = grads[sl]
-            h_parts += dots(deltas[sl], pull)
-            move = into(torch.sub, work, params[sl], before[sl])
-            torch._foreach_add_(deltas[sl], move)
+            h_parts += dots(deltas, pull)
+            if self.store_delta:
+                self._add_move(deltas, params[sl], before[sl])
         h = total(h_parts)
 
         betas = torch.tensor(self.betas, dtype=tuner["s"].dtype, device=tuner["s"].device)
@@ -210,9 +206,36 @@ class Mechanic(torch.optim.Optimizer):
 
         scale = max(float(s.sum()), 0.0)
         for sl in chunks(params):
-            new = into(torch.mul, self._scratch.views(3, params[sl]), deltas[sl], scale)
+            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=True)
+            new = into(torch.mul, self._scratch.views(3, params[sl]), deltas, scale)
             torch._foreach_add_(new, refs[sl])
             torch._foreach_copy_(params[sl], new)
+
+    def _delta(
+        self,
+        params: list[torch.Tensor],
+        refs: list[torch.Tensor],
+        before: list[torch.Tensor],
+        s_sum: torch.Tensor,
+        moved: bool,
+    ) -> list[torch.Tensor]:
+        """Δ for a chunk: stored, or (x − x_ref)/(S + ε) recomputed (plus x⁺ − x if ``moved``).
+
+        Recomputing in both passes gives the same bits as keeping it and needs no
+        model-sized buffer."""
+        if self.store_delta:
+            return [self.state[p]["delta"] for p in params]
+        deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
+        torch._foreach_div_(deltas, s_sum + self.eps)
+        if moved:
+            self._add_move(deltas, params, before)
+        return deltas
+
+    def _add_move(
+        self, deltas: list[torch.Tensor], params: list[torch.Tensor], before: list[torch.Tensor]
+    ) -> None:
+        """Δ += x⁺ − x (the base optimizer's update)."""
+        torch._foreach_add_(deltas, into(torch.sub, self._scratch.views(3, params), params, before))
 
     def state_dict(self) -> dict[str, Any]:
         """``{"base": base.state_dict(), "state": {index: {"ref", "delta"?}}, "tuner": {...}}``;
