@@ -25,6 +25,7 @@ from lrlab.optim._util import (
     GlobalStepOptimizer,
     Scratch,
     abs_sums,
+    check_beta,
     check_betas,
     check_bool,
     check_growth_rate,
@@ -100,9 +101,7 @@ class DAdaptSGD(GlobalStepOptimizer):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
-        check_nonneg("momentum", group["momentum"])
-        if group["momentum"] >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {group['momentum']}")
+        check_beta("momentum", group["momentum"])
         check_nonneg("weight_decay", group["weight_decay"])
         check_positive("d0", group["d0"])
         check_growth_rate(group["growth_rate"])
@@ -331,9 +330,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
-        check_nonneg("momentum", group["momentum"])
-        if group["momentum"] >= 1:
-            raise ValueError(f"momentum must be in [0, 1), got {group['momentum']}")
+        check_beta("momentum", group["momentum"])
         check_nonneg("weight_decay", group["weight_decay"])
         check_positive("eps", group["eps"])
         check_positive("d0", group["d0"])

@@ -182,12 +182,9 @@ class Mechanic(torch.optim.Optimizer):
         for sl in chunks(params):
             deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=False)
             if self.s_decay != 0:
-                pull = into(torch.mul, self._scratch.views(3, params[sl]), params[sl],
-                            self.s_decay)
-                torch._foreach_mul_(pull, s_sum)
-                torch._foreach_mul_(pull, g_norm)
-                torch._foreach_div_(pull, x_norm + self.eps)
-                torch._foreach_add_(pull, grads[sl])
+                c = self.s_decay * float(s_sum) * g_norm / (x_norm + self.eps)
+                pull = into(torch.add, self._scratch.views(3, params[sl]), grads[sl],
+                            params[sl], alpha=c)
             else:
                 pull = grads[sl]
             h_parts += dots(deltas, pull)
@@ -207,9 +204,8 @@ class Mechanic(torch.optim.Optimizer):
         scale = max(float(s.sum()), 0.0)
         for sl in chunks(params):
             deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=True)
-            new = into(torch.mul, self._scratch.views(3, params[sl]), deltas, scale)
-            torch._foreach_add_(new, refs[sl])
-            torch._foreach_copy_(params[sl], new)
+            shift = into(torch.mul, self._scratch.views(3, params[sl]), deltas, scale)
+            into(torch.add, params[sl], refs[sl], shift)
 
     def _delta(
         self,
