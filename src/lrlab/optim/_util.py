@@ -123,8 +123,16 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+        self._views: dict[tuple[Any, ...], list[torch.Tensor]] = {}
 
     def views(self, slot: int, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        key = (slot, *((t.shape, t.dtype, t.device) for t in like))
+        cached = self._views.get(key)
+        if cached is None:
+            cached = self._views[key] = self._make_views(slot, like)
+        return cached
+
+    def _make_views(self, slot: int, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         need: dict[tuple[int, torch.dtype, torch.device], int] = {}
         for t in like:
             key = (slot, t.dtype, t.device)
@@ -133,6 +141,8 @@ class Scratch:
             buf = self._buffers.get(key)
             if buf is None or buf.numel() < n:
                 self._buffers[key] = torch.empty(n, dtype=key[1], device=key[2])
+                # views into the replaced buffer would keep it alive: drop them
+                self._views = {k: v for k, v in self._views.items() if k[0] != slot}
         offset = dict.fromkeys(need, 0)
         out = []
         for t in like:
