@@ -195,3 +195,20 @@ def test_sparse_gradients_rejected():
                                      check_invariants=True)
     with pytest.raises(ValueError, match="sparse"):
         DAdaptAdaGrad([p]).step()
+
+
+@pytest.mark.parametrize("cls", [DAdaptSGD, DAdaptAdam, DAdaptAdaGrad])
+def test_all_groups_frozen_and_zero_gradients_do_not_crash(cls):
+    params = make_params()
+    start = [p.detach().clone() for p in params]
+    opt = cls(params, lr=0.0)
+    compute_grads(params, 0)
+    opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, start, strict=True))
+    assert opt.d == 1e-6
+    opt = cls(params)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()  # the SGD reference divides by the zero first-gradient norm here
+    assert all(torch.equal(p, q) for p, q in zip(params, start, strict=True))
+    assert opt.d == 1e-6
