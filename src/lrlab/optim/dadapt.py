@@ -39,6 +39,7 @@ from lrlab.optim._util import (
     into,
     params_with_grad,
     square_sums,
+    sums,
     sync_shared,
     total,
 )
@@ -373,7 +374,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                 torch._foreach_add_(den, eps)
                 if active:
                     torch._foreach_div_(gsq, den)
-                    gsq_parts += torch._foreach_norm(gsq, 1)
+                    gsq_parts += sums(gsq)
                     torch._foreach_add_(ss, gs, alpha=dlr)
                 self._weighted_norms(ss, den, work, sksq_parts, l1_parts)
                 # z = x0 − s / a, then x ← β x + (1 − β) z
@@ -419,5 +420,5 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
         """Append Σ s²/a and ‖s‖₁ of each tensor (``work``: buffers shaped like ``ss``)."""
         sq = into(torch.mul, work, ss, ss)
         torch._foreach_div_(sq, den)
-        sksq_parts += torch._foreach_norm(sq, 1)
-        l1_parts += torch._foreach_norm(ss, 1)
+        sksq_parts += sums(sq)
+        l1_parts += abs_sums(ss, work)
