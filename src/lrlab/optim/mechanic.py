@@ -1,0 +1,266 @@
+r"""Mechanic: a learned global scale on the updates of any base optimizer.
+
+Mechanic (Cutkosky, Defazio & Mehta) runs the base optimizer unchanged and rescales its total
+displacement from the starting point x_ref by a scalar S = Σᵢ sᵢ, learned online by a few
+parallel "coin-betting" tuners with different horizons βᵢ. ``lr`` stays the base optimizer's own
+``lr`` (its param groups are shared with the wrapper, so an ``LRScheduler`` or
+``lrlab.torchx.ScheduleLR`` attached to the wrapper drives the base); the effective step is
+``S · lr``.
+
+State: per parameter the reference point ``ref`` (and ``delta`` if ``store_delta``), plus the
+tuner vectors (``s``, ``v``, ``r``, ``m`` and the step count). ``state_dict()`` holds the wrapper's
+state and the base optimizer's, and ``load_state_dict()`` restores both, so a run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from lrlab.optim._util import (
+    Scratch,
+    check_beta,
+    check_bool,
+    check_nonneg,
+    check_positive,
+    chunks,
+    dots,
+    into,
+    params_with_grad,
+    total,
+)
+
+_TUNER_KEYS = ("s", "v", "r", "m")
+
+
+class Mechanic(torch.optim.Optimizer):
+    r"""Wrap ``base`` so that its updates are scaled by a learned S = Σᵢ sᵢ.
+
+    Per step, with x the parameters before and x⁺ after the base step, g the gradient,
+    Δ the scale-free displacement (stored if ``store_delta``, else (x − x_ref)/(S + ε)):
+
+    .. math::
+        h &= ⟨Δ, g + λ\, x^+ S ‖g‖ / (‖x^+‖ + ε)⟩, \qquad Δ \leftarrow Δ + (x^+ − x) \\
+        m_i &\leftarrow \max(β_i m_i, |h|), \quad v_i \leftarrow β_i^2 v_i + h^2,
+        \quad r_i \leftarrow \max(0, β_i r_i − s_i h) \\
+        s_i &= (m_i s_{\text{init}} / n + r_i) / (\sqrt{v_i} + ε), \qquad
+        x \leftarrow x_{\text{ref}} + Δ \max(S, 0)
+
+    with λ = ``s_decay``, n = ``len(betas)``, norms over all parameters that have a gradient,
+    and m_i starting at 10⁻⁶.
+
+    Example::
+
+        base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        opt = Mechanic(base)
+        loss.backward(); opt.step(); opt.scale  # the learned S
+    """
+
+    def __init__(
+        self,
+        base: torch.optim.Optimizer,
+        s_decay: float = 0.01,
+        betas: Sequence[float] = (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999),
+        s_init: float = 1e-8,
+        eps: float = 1e-8,
+        store_delta: bool = False,
+    ) -> None:
+        if not isinstance(base, torch.optim.Optimizer):
+            raise ValueError(f"base must be a torch.optim.Optimizer, got {type(base).__name__}")
+        if isinstance(base, Mechanic):
+            raise ValueError("base must not itself be a Mechanic optimizer")
+        if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) == 0:
+            raise ValueError(f"betas must be a non-empty sequence of numbers in [0, 1), "
+                             f"got {betas!r}")
+        self.betas = tuple(check_beta(f"betas[{i}]", b) for i, b in enumerate(betas))
+        self.s_decay = check_nonneg("s_decay", s_decay)
+        self.s_init = check_positive("s_init", s_init)
+        self.eps = check_positive("eps", eps)
+        self.store_delta = check_bool("store_delta", store_delta)
+        params = [p for g in base.param_groups for p in g["params"]]
+        super().__init__(params, {})
+        self.base = base
+        self.param_groups = base.param_groups
+        self.defaults = base.defaults
+        self.tuner: dict[str, Any] = {}
+        self._scratch = Scratch()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_scratch", Scratch())
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if getattr(self, "base", None) is None:  # during construction
+            super().add_param_group(param_group)
+        else:
+            self.base.add_param_group(param_group)
+
+    @property
+    def scale(self) -> float:
+        """The learned scale S = Σᵢ sᵢ (0 before the first step)."""
+        return float(self.tuner["s"].sum()) if self.tuner else 0.0
+
+    def effective_lr(self) -> list[float]:
+        """Per group, ``S · lr``: the base optimizer's step size times the learned scale."""
+        return [self.scale * float(g["lr"]) for g in self.param_groups]
+
+    def _init_tuner(self, like: torch.Tensor) -> None:
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        n = len(self.betas)
+        self.tuner = {
+            "s": torch.zeros(n, dtype=dtype, device=like.device),
+            "v": torch.zeros(n, dtype=dtype, device=like.device),
+            "r": torch.zeros(n, dtype=dtype, device=like.device),
+            "m": torch.full((n,), 1e-6, dtype=dtype, device=like.device),
+            "step": 0,
+        }
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        base_closure = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+            fresh = [True]
+
+            def base_closure() -> Any:
+                # the first evaluation the base asks for is the one already made above
+                if fresh[0]:
+                    fresh[0] = False
+                    return loss
+                with torch.enable_grad():
+                    return closure()
+
+        with torch.no_grad():
+            params, grads = [], []
+            for group in self.param_groups:
+                ps, gs = params_with_grad(group)
+                params += ps
+                grads += gs
+            if params and not self.tuner:
+                self._init_tuner(params[0])
+            for p in params:
+                st = self.state[p]
+                if "ref" not in st:
+                    st["ref"] = p.detach().clone()
+                    if self.store_delta:
+                        st["delta"] = torch.zeros_like(p)
+            # the base may change p.grad (e.g. coupled weight decay), so keep copies
+            grads = self._copy(1, grads)
+            before = self._copy(0, params)
+
+        result = self.base.step(base_closure)
+        if not params:
+            return result if result is not None else loss
+
+        with torch.no_grad():
+            self._rescale(params, grads, before)
+        return result if result is not None else loss
+
+    def _copy(self, slot: int, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = self._scratch.views(slot, tensors)
+        torch._foreach_copy_(out, tensors)
+        return out
+
+    def _rescale(
+        self, params: list[torch.Tensor], grads: list[torch.Tensor], before: list[torch.Tensor]
+    ) -> None:
+        tuner = self.tuner
+        refs = [self.state[p]["ref"] for p in params]
+        s_sum = tuner["s"].sum()
+        x_norm = math.sqrt(total(dots(params, params)))
+        g_norm = math.sqrt(total(dots(grads, grads)))
+
+        h_parts: list[torch.Tensor] = []
+        for sl in chunks(params):
+            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=False)
+            if self.s_decay != 0:
+                c = self.s_decay * float(s_sum) * g_norm / (x_norm + self.eps)
+                pull = into(torch.add, self._scratch.views(3, params[sl]), grads[sl],
+                            params[sl], alpha=c)
+            else:
+                pull = grads[sl]
+            h_parts += dots(deltas, pull)
+            if self.store_delta:
+                self._add_move(deltas, params[sl], before[sl])
+        h = total(h_parts)
+
+        betas = torch.tensor(self.betas, dtype=tuner["s"].dtype, device=tuner["s"].device)
+        s, v, r, m = (tuner[k] for k in _TUNER_KEYS)
+        tuner["step"] += 1
+        m.copy_(torch.maximum(betas * m, torch.full_like(m, abs(h))))
+        v.mul_(betas**2).add_(h * h)
+        r.mul_(betas).sub_(s * h).clamp_(min=0.0)
+        wealth = m * self.s_init / len(self.betas) + r
+        s.copy_(wealth / (torch.sqrt(v) + self.eps))
+
+        scale = max(float(s.sum()), 0.0)
+        for sl in chunks(params):
+            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=True)
+            shift = into(torch.mul, self._scratch.views(3, params[sl]), deltas, scale)
+            into(torch.add, params[sl], refs[sl], shift)
+
+    def _delta(
+        self,
+        params: list[torch.Tensor],
+        refs: list[torch.Tensor],
+        before: list[torch.Tensor],
+        s_sum: torch.Tensor,
+        moved: bool,
+    ) -> list[torch.Tensor]:
+        """Δ for a chunk: stored, or (x − x_ref)/(S + ε) recomputed (plus x⁺ − x if ``moved``).
+
+        Recomputing in both passes gives the same bits as keeping it and needs no
+        model-sized buffer."""
+        if self.store_delta:
+            return [self.state[p]["delta"] for p in params]
+        deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
+        torch._foreach_div_(deltas, s_sum + self.eps)
+        if moved:
+            self._add_move(deltas, params, before)
+        return deltas
+
+    def _add_move(
+        self, deltas: list[torch.Tensor], params: list[torch.Tensor], before: list[torch.Tensor]
+    ) -> None:
+        """Δ += x⁺ − x (the base optimizer's update)."""
+        torch._foreach_add_(deltas, into(torch.sub, self._scratch.views(3, params), params, before))
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"base": base.state_dict(), "state": {index: {"ref", "delta"?}}, "tuner": {...}}``;
+        parameters are indexed in the order of the base optimizer's groups, as torch does."""
+        index = {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+        own = {index[id(p)]: dict(st) for p, st in self.state.items() if st}
+        tuner = dict(self.tuner)
+        if tuner:
+            tuner["betas"] = list(self.betas)
+        return {"base": self.base.state_dict(), "state": own, "tuner": tuner}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        missing = {"base", "state", "tuner"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict is missing {sorted(missing)}")
+        tuner = dict(state_dict["tuner"])
+        if tuner and tuple(tuner.pop("betas")) != self.betas:
+            raise ValueError("state_dict was saved with different betas")
+        self.base.load_state_dict(state_dict["base"])
+        self.param_groups = self.base.param_groups
+        params = [p for g in self.param_groups for p in g["params"]]
+        self.state = defaultdict(dict)
+        for i, st in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[p] = {k: v.to(dtype=p.dtype, device=p.device) for k, v in st.items()}
+        if tuner:
+            like = params[0]
+            dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+            for k in _TUNER_KEYS:
+                tuner[k] = tuner[k].to(dtype=dtype, device=like.device).clone()
+            tuner["step"] = int(tuner["step"])
+        self.tuner = tuner

@@ -1,0 +1,181 @@
+"""Mechanic: parity with ``mechanic-pytorch`` 0.0.1 over several bases, resume, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from mechanic_pytorch import mechanize
+
+from lrlab.optim import Mechanic, Prodigy
+from optim_helpers import (
+    compute_grads,
+    loss_of,
+    make_params,
+    roundtrip,
+    run_parity,
+    run_resume,
+)
+
+
+@pytest.fixture
+def float64_default():
+    """The reference keeps its tuner in the default dtype; float64 makes it comparable."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def every_third(k: int) -> tuple[int, ...]:
+    return (1,) if k % 3 == 1 else ()
+
+
+SGD, ADAM, ADAMW = torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW
+CASES = [
+    (SGD, {"lr": 0.01}, {}, None, None),
+    (SGD, {"lr": 0.01}, {"store_delta": True}, None, None),
+    (SGD, {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3}, {"s_decay": 0.0}, None, None),
+    (ADAM, {"lr": 1e-3}, {"betas": (0.9, 0.999), "s_init": 1e-6}, None, None),
+    (ADAMW, {"lr": 1e-3, "weight_decay": 0.1}, {"eps": 1e-6, "s_decay": 0.1}, None, None),
+    (SGD, {"lr": 0.01}, {"store_delta": True},
+     [{"idx": [0, 1]}, {"idx": [2, 3], "lr": 0.003}], every_third),
+]
+
+
+@pytest.mark.parametrize("base,base_kw,kw,spec,skip", CASES,
+                         ids=[f"{b.__name__}-{k}-{s is not None}" for b, _, k, s, _ in CASES])
+def test_parity_with_reference(float64_default, base, base_kw, kw, spec, skip):
+    run_parity(lambda p: Mechanic(base(p, **base_kw), **kw),
+               lambda p: mechanize(base, **kw)(p, **base_kw),
+               spec=spec, steps=100, skip=skip or (lambda k: ()))
+
+
+def test_scale_is_learned_and_changes_the_iterates():
+    params, plain = make_params(), make_params()
+    opt = Mechanic(SGD(params, lr=0.01))
+    ref = SGD(plain, lr=0.01)
+    assert opt.scale == 0.0
+    for k in range(30):
+        compute_grads(params, k)
+        compute_grads(plain, k)
+        opt.step()
+        ref.step()
+    assert opt.scale > 0 and math.isfinite(opt.scale)
+    assert opt.effective_lr() == [opt.scale * 0.01]
+    assert not torch.equal(params[0], plain[0])
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: Mechanic(SGD(p, lr=0.01, momentum=0.9)),
+    lambda p: Mechanic(ADAMW(p, lr=1e-3, weight_decay=0.1), store_delta=True),
+    lambda p: Mechanic(Prodigy(p, weight_decay=0.01)),
+], ids=["sgd", "adamw-store-delta", "prodigy"])
+def test_resume_is_exact(make):
+    run_resume(make)
+    run_resume(make, spec=[{"idx": [0, 1]}, {"idx": [2, 3]}], skip=every_third)
+
+
+def test_reference_cannot_resume_but_ours_does(float64_default):
+    """The reference's saved state maps parameters by tensor identity, so a reload fails."""
+    cls = mechanize(SGD)
+    params = make_params()
+    ref = cls(params, lr=0.01)
+    for k in range(3):
+        compute_grads(params, k)
+        ref.step()
+    fresh = [p.detach().clone().requires_grad_() for p in params]
+    reloaded = cls(fresh, lr=0.01)
+    reloaded.load_state_dict(roundtrip(ref.state_dict()))
+    compute_grads(fresh, 3)
+    with torch.enable_grad(), pytest.raises(KeyError):  # the reference leaves grad mode off
+        reloaded.step()
+    run_resume(lambda p: Mechanic(SGD(p, lr=0.01)), steps=30, split=3)
+
+
+def test_scheduler_drives_the_base_lr():
+    params = make_params()
+    base = SGD(params, lr=0.1)
+    opt = Mechanic(base)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for k in range(4):
+        compute_grads(params, k)
+        opt.step()
+        sched.step()
+    assert base.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert opt.param_groups is base.param_groups
+
+
+def test_add_param_group_and_none_grads():
+    params = make_params()
+    base = SGD(params[:2], lr=0.01)
+    opt = Mechanic(base)
+    opt.add_param_group({"params": params[2:3]})
+    assert len(base.param_groups) == 2
+    before = params[3].detach().clone()
+    compute_grads(params, 0, skip=(2,))
+    opt.step()
+    assert torch.equal(params[3], before)
+    assert params[2] not in opt.state
+
+
+def test_closure_is_evaluated_once_for_the_first_base_call():
+    params = make_params()
+    calls = []
+
+    def closure():
+        calls.append(1)
+        for p in params:
+            p.grad = None
+        loss = loss_of(params, 0)
+        loss.backward()
+        return loss
+
+    loss = Mechanic(SGD(params, lr=0.01)).step(closure)
+    assert len(calls) == 1 and math.isfinite(loss.item())
+
+
+BAD = [
+    ({"s_decay": -0.1}, "s_decay"),
+    ({"s_decay": float("nan")}, "s_decay"),
+    ({"betas": ()}, "betas"),
+    ({"betas": (0.9, 1.0)}, r"betas\[1\]"),
+    ({"s_init": 0.0}, "s_init"),
+    ({"eps": -1.0}, "eps"),
+    ({"store_delta": 1}, "store_delta"),
+]
+
+
+@pytest.mark.parametrize("kwargs,name", BAD, ids=[n for _, n in BAD])
+def test_bad_hyperparameters(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Mechanic(SGD(make_params(), lr=0.1), **kwargs)
+
+
+def test_bad_base_and_mismatched_state():
+    with pytest.raises(ValueError, match="base"):
+        Mechanic(make_params())
+    params = make_params()
+    opt = Mechanic(SGD(params, lr=0.1))
+    with pytest.raises(ValueError, match="base"):
+        Mechanic(opt)
+    compute_grads(params, 0)
+    opt.step()
+    other = Mechanic(SGD(make_params(), lr=0.1), betas=(0.9, 0.99))
+    with pytest.raises(ValueError, match="betas"):
+        other.load_state_dict(opt.state_dict())
+    with pytest.raises(ValueError, match="missing"):
+        other.load_state_dict({"state": {}})
+
+
+def test_deepcopy_keeps_base_and_tuner():
+    import copy
+
+    params = make_params()
+    opt = Mechanic(SGD(params, lr=0.01))
+    compute_grads(params, 0)
+    opt.step()
+    twin = copy.deepcopy(opt)
+    assert twin.scale == opt.scale > 0
+    assert isinstance(twin.base, SGD)
