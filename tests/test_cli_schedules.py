@@ -8,7 +8,8 @@ import matplotlib.image as mpimg
 import pytest
 
 from lrlab.cli import main
-from lrlab.cli.schedules_cmd import build, parse_plot_spec
+from lrlab.cli.schedule_args import build
+from lrlab.cli.schedules_cmd import parse_plot_spec
 from lrlab.schedules import Cosine, CosinePhases, MultiStep, Warmup, registry
 
 

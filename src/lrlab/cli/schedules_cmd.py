@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from typing import Any
 
 import numpy as np
 
+from lrlab.cli.schedule_args import build
 from lrlab.schedules import Schedule, registry
 
 PLOT_USAGE = (
@@ -67,37 +67,6 @@ def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 
 # -- plot ------------------------------------------------------------------------------------
-def _convert(field: dataclasses.Field, raw: str) -> Any:
-    kind = str(field.type)
-    if "Schedule" in kind:
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--{field.name} must be JSON (a schedule dict): {exc}") from None
-        if isinstance(value, list):
-            return tuple(Schedule.from_dict(v) for v in value)
-        return Schedule.from_dict(value)
-    if kind.startswith("tuple"):
-        try:
-            return tuple(float(x) for x in raw.split(",") if x.strip())
-        except ValueError:
-            msg = f"--{field.name} must be comma-separated numbers, got {raw!r}"
-            raise ValueError(msg) from None
-    if kind == "bool":
-        low = raw.lower()
-        if low not in ("true", "false", "1", "0"):
-            raise ValueError(f"--{field.name} must be true or false, got {raw!r}")
-        return low in ("true", "1")
-    if kind == "str":
-        return raw
-    try:
-        return float(raw)
-    except ValueError:
-        if "str" in kind:
-            return raw
-        raise ValueError(f"--{field.name} must be a number, got {raw!r}") from None
-
-
 def parse_plot_spec(spec: list[str]) -> tuple[list[str], dict[str, str], int, str, bool]:
     """Split ``NAME ... --key value ...`` into (names, params, steps, output, logy)."""
     names = []
@@ -138,25 +107,6 @@ def parse_plot_spec(spec: list[str]) -> tuple[list[str], dict[str, str], int, st
     if steps < 1:
         raise ValueError(f"--steps must be an integer >= 1, got {steps}")
     return names, opts, steps, opts.pop("output"), logy
-
-
-def build(name: str, params: dict[str, str], steps: int) -> Schedule:
-    """The schedule ``name`` from string parameters; ``steps`` fills a required ``steps``."""
-    known = registry()
-    if name not in known:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(known))}")
-    cls = known[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs = {k: _convert(fields[k], v) for k, v in params.items() if k in fields}
-    if "steps" in fields and fields["steps"].default is dataclasses.MISSING:
-        kwargs["steps"] = steps
-    required = [
-        f.name for f in fields.values() if f.default is dataclasses.MISSING and f.name not in kwargs
-    ]
-    if required:
-        flags = ", ".join(f"--{r.replace('_', '-')}" for r in required)
-        raise ValueError(f"schedule {name!r} needs {flags} (see `lrlab schedules list`)")
-    return cls(**kwargs)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

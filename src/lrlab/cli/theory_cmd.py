@@ -11,22 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lrlab.cli.schedule_args import build
 from lrlab.schedules import Schedule, registry
 
 # Options of `lrlab bound` itself; schedule fields with these names are not offered.
 _RESERVED = {"steps", "rho", "D", "G", "help"}
 _SCALAR_TYPES = {"int": int, "float": float, "int | None": int, "float | None": float}
-
-
-def _number(text: str) -> int | float:
-    """An int if the text is one, else a float (the schedule validates the range)."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _schedule_params() -> dict[str, set[str]]:
@@ -61,7 +51,7 @@ def register(subparsers) -> None:
     for field, owners in sorted(_schedule_params().items()):
         flags = sorted({f"--{field}", f"--{field.replace('_', '-')}"})
         params.add_argument(
-            *flags, dest=f"param_{field}", type=_number, default=None, metavar="X",
+            *flags, dest=f"param_{field}", default=None, metavar="X",
             help=f"({', '.join(sorted(owners))})",
         )
     bound.set_defaults(func=run_bound)
@@ -104,20 +94,16 @@ def _build_schedule(args: argparse.Namespace) -> Schedule:
     classes = registry()
     if args.schedule not in classes:
         raise ValueError(f"unknown schedule {args.schedule!r}; known: {', '.join(sorted(classes))}")
-    cls = classes[args.schedule]
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name for f in dataclasses.fields(classes[args.schedule])}  # type: ignore[arg-type]
     extra = sorted(set(given) - fields)
     if extra:
         raise ValueError(
             f"schedule {args.schedule!r} has no parameter(s) "
             f"{', '.join('--' + e for e in extra)}"
         )
-    if "steps" in fields:
-        given["steps"] = args.steps
-    try:
-        return cls(**given)
-    except TypeError as exc:
-        raise ValueError(f"cannot build {args.schedule!r} from these parameters: {exc}") from None
+    if "steps" in fields:  # the bound is over T steps: T is the horizon
+        given["steps"] = str(args.steps)
+    return build(args.schedule, given, args.steps)
 
 
 def run_bound(args: argparse.Namespace) -> int:
