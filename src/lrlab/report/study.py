@@ -6,7 +6,7 @@ import os
 
 from lrlab.report.html import Report, write_report
 from lrlab.tasks import get_task
-from lrlab.tune.settings import build_schedule
+from lrlab.tune.pilot import describe
 from lrlab.tune.study import Study
 
 
@@ -20,7 +20,7 @@ def study_report(
     Example: ``study_report(Study.open("lrlab-default"), "lrlab-report")``.
     """
     s = study.settings
-    schedules = {label: build_schedule(label, s.steps) for label in s.schedules}
+    schedules = study.schedules()
     c = study.counts()
     desc = [
         f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
@@ -28,6 +28,8 @@ def study_report(
         f"trials: {c.get('COMPLETE', 0)} complete, {c.get('FAIL', 0)} failed and re-run, "
         f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
     ]
+    if study.refined is not None:
+        desc.append(describe(study.refined))
     return write_report(
         study.results(),
         out_dir,
