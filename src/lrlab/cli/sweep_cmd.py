@@ -62,7 +62,12 @@ def register(subparsers) -> None:
     p.add_argument("--grid", help="explicit comma-separated lrs instead of a log grid")
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma list (default 3)")
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
-    p.add_argument("--optimizer", help="sgd, momentum or adam (default sgd)")
+    p.add_argument(
+        "--optimizer",
+        help="sgd, momentum, adam, schedulefree_sgd or dadapt_sgd (default sgd). For the "
+        "learning-rate-free ones use --schedules constant (the methods as published): the lr "
+        "grid then scales Schedule-Free's step size or D-Adaptation's estimated step",
+    )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
     p.add_argument("--executor", default="local", choices=("local", "ray"))

@@ -6,6 +6,7 @@ import os
 
 from lrlab.report.html import Report, write_report
 from lrlab.tasks import get_task
+from lrlab.train.types import LR_FREE
 from lrlab.tune.pilot import describe
 from lrlab.tune.study import Study
 
@@ -25,6 +26,14 @@ def study_report(
     desc = [
         f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
         f"seeds {list(s.seeds)}",
+        *(
+            [
+                f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "
+                "measures its sensitivity to that multiplier (no theory exponent)"
+            ]
+            if s.optimizer in LR_FREE
+            else []
+        ),
         f"trials: {c.get('COMPLETE', 0)} complete, {c.get('FAIL', 0)} failed and re-run, "
         f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
     ]
@@ -39,6 +48,7 @@ def study_report(
         description=desc,
         f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,
+        theory=s.optimizer not in LR_FREE,
     )
 
 
