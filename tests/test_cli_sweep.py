@@ -210,3 +210,18 @@ def test_refined_sweep_reports_its_pilot_and_resumes_with_it(tmp_path, capsys):
     # another pilot lr is another study
     assert main(["sweep", *args, "--pilot-lr", "0.2"]) == 2
     assert "pilot_lr: stored 0.4, requested 0.2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["schedulefree_sgd", "dadapt_sgd"])
+def test_lr_free_optimizer_sweep(tmp_path, capsys, optimizer):
+    db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
+    args = [*SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"]
+    args[args.index("constant,cosine")] = "constant"
+    assert main(["sweep", *args, "--optimizer", optimizer]) == 0
+    assert "(-)" in capsys.readouterr().out  # no theory exponent for an LR-free method
+    study = Study.open("t", None, db)
+    assert study.settings.optimizer == optimizer and study.refined is None
+    df = study.results()
+    assert len(df) == 6 and not df["diverged"].any() and df["final_loss"].notna().all()
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert f"{optimizer} is learning-rate free" in page
