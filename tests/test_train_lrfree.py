@@ -3,7 +3,8 @@
 
 Tolerance: float64, every member's minibatch loss at every step and its final objective (at the
 evaluation point: Schedule-Free's averaged x) agree with the single-model loop to 1e-10
-relative (observed: at most 2e-13, at the largest lr).
+relative on the linear model, 60 steps (observed: at most 2e-13, at the largest lr), and 1e-9
+on the MLP, 30 steps (autograd through different but equivalent batched products).
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ MOMENTA = {"schedulefree_sgd": (0.9, 0.5, 0.95), "dadapt_sgd": (0.9, 0.0, 0.5)}
 METHODS = list(LRS)
 
 
-def _configs(optimizer: str) -> list[RunConfig]:
-    scheds = [Constant(), Cosine(steps=T), Linear(steps=T)]
+def _configs(optimizer: str, steps: int = T) -> list[RunConfig]:
+    scheds = [Constant(), Cosine(steps=steps), Linear(steps=steps)]
     return [
         RunConfig(
             lr=lr,
             schedule=scheds[i % 3],
             seed=2 * i + 1,
-            steps=T,
+            steps=steps,
             optimizer=optimizer,
             momentum=MOMENTA[optimizer][i],
             weight_decay=(0.0, 1e-2, 1e-3)[i],
@@ -97,14 +98,15 @@ def test_member_equals_single_model_loop(optimizer: str) -> None:
 @pytest.mark.parametrize("optimizer", METHODS)
 def test_mlp_member_equals_single_model_loop(optimizer: str) -> None:
     task = get_task("digits_mlp")
-    cfg = _configs(optimizer)[1]
+    configs = _configs(optimizer, steps=30)
+    cfg = configs[1]
     init = [p[0] for p in task.model.init([cfg.seed], torch.float64)]
 
     def forward(p, X):
         return torch.relu(X @ p[0] + p[1]) @ p[2] + p[3]
 
     curve, final = _single_loop(task, cfg, forward, init)
-    r = run_batched(task, [_configs(optimizer)[0], cfg], dtype=torch.float64, curve_points=T)[1]
+    r = run_batched(task, configs[:2], dtype=torch.float64, curve_points=30)[1]
     np.testing.assert_allclose(r.curve_loss, curve, rtol=1e-9, atol=0)
     np.testing.assert_allclose(r.final_loss, final, rtol=1e-9, atol=0)
 
