@@ -178,26 +178,50 @@ def test_killed_study_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_default_settings_are_the_builtin_study():
-    import argparse
-
+    from lrlab.cli import build_parser
     from lrlab.cli.sweep_cmd import settings_from_args
+    from lrlab.tasks import get_task
 
-    ns = argparse.Namespace(
-        task=None,
-        task_option=None,
-        schedules=None,
-        lr_min=None,
-        lr_max=None,
-        factor=None,
-        per_decade=None,
-        grid=None,
-        seeds=None,
-        steps=None,
-        optimizer=None,
-    )
-    s = settings_from_args(ns)
+    s = settings_from_args(build_parser().parse_args(["sweep"]))
     assert isinstance(s, StudySettings)
     assert s.task == "digits_logreg" and s.task_options == {"l2": 0.01}
-    assert s.schedules == ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
+    assert s.schedules == ("constant", "inverse_sqrt", "cosine", "linear", "poly2", "refined")
+    assert s.pilot_lr == get_task("digits_logreg", l2=0.01).default_lr
     assert s.lrs[0] == 2.0**-6 and s.lrs[-1] == 2.0**7 and len(s.lrs) == 14
     assert s.seeds == (0, 1, 2) and s.steps == 500
+    s = settings_from_args(build_parser().parse_args(["sweep", "--pilot-lr", "0.25"]))
+    assert s.pilot_lr == 0.25
+    s = settings_from_args(build_parser().parse_args(["sweep", "--schedules", "constant"]))
+    assert s.pilot_lr is None
+
+
+def test_refined_sweep_reports_its_pilot_and_resumes_with_it(tmp_path, capsys):
+    db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
+    args = [*SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"]
+    args[args.index("constant,cosine")] = "linear,refined"
+    assert main(["sweep", *args, "--pilot-lr", "0.4"]) == 0
+    assert "refined" in capsys.readouterr().out
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "refined: lrlab.refine (l2 norms" in page and "lr 0.4, seed 0, 40 steps" in page
+    stored = Study.open("t", None, db).refined
+    assert stored["pilot"]["lr"] == 0.4
+    rc = main(["sweep", "--resume", "--storage", db, "--study", "t", "--out", out])
+    assert rc == 0 and Study.open("t", None, db).refined == stored
+    # another pilot lr is another study
+    assert main(["sweep", *args, "--pilot-lr", "0.2"]) == 2
+    assert "pilot_lr: stored 0.4, requested 0.2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["schedulefree_sgd", "dadapt_sgd"])
+def test_lr_free_optimizer_sweep(tmp_path, capsys, optimizer):
+    db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
+    args = [*SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"]
+    args[args.index("constant,cosine")] = "constant"
+    assert main(["sweep", *args, "--optimizer", optimizer]) == 0
+    assert "(-)" in capsys.readouterr().out  # no theory exponent for an LR-free method
+    study = Study.open("t", None, db)
+    assert study.settings.optimizer == optimizer and study.refined is None
+    df = study.results()
+    assert len(df) == 6 and not df["diverged"].any() and df["final_loss"].notna().all()
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert f"{optimizer} is learning-rate free" in page

@@ -54,7 +54,13 @@ def _assert_same(r, s) -> None:
     _close(r.grad_norm_l1, s.grad_norm_l1)
 
 
-LRS = {"sgd": (0.05, 0.3, 1.0), "momentum": (0.01, 0.05, 0.2), "adam": (1e-3, 1e-2, 5e-2)}
+LRS = {
+    "sgd": (0.05, 0.3, 1.0),
+    "momentum": (0.01, 0.05, 0.2),
+    "adam": (1e-3, 1e-2, 5e-2),
+    "schedulefree_sgd": (0.1, 0.5),
+    "dadapt_sgd": (0.5, 1.0),
+}
 
 
 @pytest.mark.parametrize("task_name", ["digits_logreg", "digits_mlp"])
@@ -144,6 +150,8 @@ def test_mlp_matches_torch_optim(optimizer: str) -> None:
         ("digits_mlp", "sgd", 1e6, torch.float64),
         ("digits_logreg", "momentum", 1e38, torch.float32),
         ("abs_regression", "sgd", 1e300, torch.float32),
+        ("digits_mlp", "schedulefree_sgd", 1e300, torch.float64),
+        ("digits_logreg", "dadapt_sgd", 1e300, torch.float32),
     ],
 )
 def test_divergent_member_is_frozen_and_isolated(task_name, optimizer, huge, dtype) -> None:

@@ -8,7 +8,7 @@ import torch
 from lrlab.train.optimizers import BatchedOptimizer
 
 
-@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd"])
 def test_frozen_member_keeps_its_values(kind: str) -> None:
     p = torch.tensor([[1.0, 2.0], [float("inf"), 3.0]], dtype=torch.float64)
     g = torch.tensor([[0.5, -0.5], [float("nan"), 1.0]], dtype=torch.float64)
@@ -27,7 +27,7 @@ def test_unknown_optimizer_is_refused() -> None:
         BatchedOptimizer("lion", [p], torch.zeros(1), torch.zeros(1))
 
 
-@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd"])
 def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]
@@ -55,3 +55,12 @@ def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
     other = "sgd" if kind != "sgd" else "adam"
     with pytest.raises(ValueError, match="state is for optimizer"):
         BatchedOptimizer(other, [q2], *hyper).load_state_dict(saved["opt"])
+
+
+def test_schedulefree_momentum_must_be_an_interpolation() -> None:
+    p = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"momentum of schedulefree_sgd .* in \(0, 1\)"):
+        BatchedOptimizer("schedulefree_sgd", [p], torch.tensor([0.9, 0.0]), torch.zeros(2))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        BatchedOptimizer("schedulefree_sgd", [p], torch.full((2,), 0.9), torch.zeros(2),
+                         warmup_steps=-1)

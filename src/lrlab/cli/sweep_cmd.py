@@ -24,6 +24,7 @@ SETTING_OPTIONS = (
     "seeds",
     "steps",
     "optimizer",
+    "pilot_lr",
 )
 
 
@@ -34,7 +35,9 @@ def register(subparsers) -> None:
         description=(
             "With no options: multinomial logistic regression on scikit-learn's digits "
             "(L2 0.01), lrs 2^-6..2^7 (factor 2), schedules constant, inverse_sqrt, cosine, "
-            "linear, poly2, 3 seeds, stored in lrlab.db, report in lrlab-report/."
+            "linear, poly2 and refined (refined from the gradient norms of a pilot run with "
+            "linear decay at the task's default lr, seed 0), 3 seeds, stored in lrlab.db, "
+            "report in lrlab-report/."
         ),
     )
     p.add_argument("--task", help=f"task name (default {DEFAULT_TASK})")
@@ -44,7 +47,14 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="option of the task builder, repeatable (default task: l2=0.01)",
     )
-    p.add_argument("--schedules", help="comma-separated schedule specs, e.g. constant,cosine,poly2")
+    p.add_argument(
+        "--schedules", help="comma-separated schedule specs, e.g. constant,cosine,poly2,refined"
+    )
+    p.add_argument(
+        "--pilot-lr",
+        type=float,
+        help="peak lr of the pilot run that derives 'refined' (default: the task's default lr)",
+    )
     p.add_argument("--lr-min", type=float, help=f"smallest lr (default {DEFAULT_LR_MIN:g})")
     p.add_argument("--lr-max", type=float, help=f"largest lr (default {DEFAULT_LR_MAX:g})")
     p.add_argument("--factor", type=float, help="grid factor (default 2)")
@@ -52,7 +62,12 @@ def register(subparsers) -> None:
     p.add_argument("--grid", help="explicit comma-separated lrs instead of a log grid")
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma list (default 3)")
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
-    p.add_argument("--optimizer", help="sgd, momentum or adam (default sgd)")
+    p.add_argument(
+        "--optimizer",
+        help="sgd, momentum, adam, schedulefree_sgd or dadapt_sgd (default sgd). For the "
+        "learning-rate-free ones use --schedules constant (the methods as published): the lr "
+        "grid then scales Schedule-Free's step size or D-Adaptation's estimated step",
+    )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
@@ -102,7 +117,7 @@ def _floats(name: str, text: str) -> tuple[float, ...]:
 def settings_from_args(args: argparse.Namespace):
     """The ``StudySettings`` the options describe (defaults: the built-in study)."""
     from lrlab.tasks import get_task
-    from lrlab.tune import DEFAULT_SCHEDULES, StudySettings, log_grid
+    from lrlab.tune import REFINED, STUDY_SCHEDULES, StudySettings, log_grid
 
     task = args.task or DEFAULT_TASK
     if args.task_option:
@@ -114,7 +129,8 @@ def settings_from_args(args: argparse.Namespace):
             options[key.strip()] = _value(val.strip())
     else:
         options = dict(DEFAULT_TASK_OPTIONS) if args.task is None else {}
-    steps = args.steps if args.steps is not None else get_task(task, **options).default_steps
+    task_obj = get_task(task, **options)
+    steps = args.steps if args.steps is not None else task_obj.default_steps
     if args.grid is not None:
         if any(v is not None for v in (args.lr_min, args.lr_max, args.factor, args.per_decade)):
             raise ValueError("--grid replaces --lr-min/--lr-max/--factor/--per-decade")
@@ -141,9 +157,12 @@ def settings_from_args(args: argparse.Namespace):
         if n < 1:
             raise ValueError(f"--seeds must be >= 1, got {n}")
         seeds = tuple(range(n))
-    schedules = DEFAULT_SCHEDULES
+    schedules = STUDY_SCHEDULES
     if args.schedules is not None:
         schedules = tuple(s.strip() for s in args.schedules.split(",") if s.strip())
+    pilot_lr = args.pilot_lr
+    if pilot_lr is None and REFINED in schedules:
+        pilot_lr = task_obj.default_lr  # stored explicitly with the study
     return StudySettings(
         task=task,
         task_options=options,
@@ -152,6 +171,7 @@ def settings_from_args(args: argparse.Namespace):
         seeds=seeds,
         steps=steps,
         optimizer=args.optimizer or "sgd",
+        pilot_lr=pilot_lr,
     )
 
 

@@ -73,19 +73,23 @@ def write_report(
     rhos: Sequence[float] = RHOS,
     f_star: float = 0.0,
     slack: float = 0.02,
+    theory: bool = True,
 ) -> Report:
     """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
     ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``.
 
     ``schedules`` maps each label in ``df`` to its schedule (theory exponents and shapes);
-    ``description`` lines are shown under the title.
+    ``theory=False`` leaves the theory's exponents out (they are for SGD with a schedule, not
+    for learning-rate-free methods); ``description`` lines are shown under the title.
     Example: ``write_report(study.results(), "lrlab-report", schedules=..., steps=500)``.
     """
     if df.empty:
         raise ValueError("the results table is empty: nothing to report (run the sweep first)")
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
-    rob = robustness(df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules)
+    rob = robustness(
+        df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules if theory else None
+    )
     figs = {
         "loss_vs_lr.png": loss_vs_lr_figure(df, f_star=f_star, title=title),
         "gap_vs_rho.png": gap_vs_rho_figure(rob, rhos=rhos, f_star=f_star),

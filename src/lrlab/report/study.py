@@ -6,7 +6,8 @@ import os
 
 from lrlab.report.html import Report, write_report
 from lrlab.tasks import get_task
-from lrlab.tune.settings import build_schedule
+from lrlab.train.types import LR_FREE
+from lrlab.tune.pilot import describe
 from lrlab.tune.study import Study
 
 
@@ -20,14 +21,24 @@ def study_report(
     Example: ``study_report(Study.open("lrlab-default"), "lrlab-report")``.
     """
     s = study.settings
-    schedules = {label: build_schedule(label, s.steps) for label in s.schedules}
+    schedules = study.schedules()
     c = study.counts()
     desc = [
         f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
         f"seeds {list(s.seeds)}",
+        *(
+            [
+                f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "
+                "measures its sensitivity to that multiplier (no theory exponent)"
+            ]
+            if s.optimizer in LR_FREE
+            else []
+        ),
         f"trials: {c.get('COMPLETE', 0)} complete, {c.get('FAIL', 0)} failed and re-run, "
         f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
     ]
+    if study.refined is not None:
+        desc.append(describe(study.refined))
     return write_report(
         study.results(),
         out_dir,
@@ -37,6 +48,7 @@ def study_report(
         description=desc,
         f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,
+        theory=s.optimizer not in LR_FREE,
     )
 
 

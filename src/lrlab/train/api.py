@@ -35,6 +35,11 @@ def _resolve_steps(task: Task, i: int, cfg: RunConfig) -> int:
         raise ValueError(
             f"configs[{i}].optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}"
         )
+    if cfg.optimizer == "schedulefree_sgd" and not 0.0 < cfg.momentum < 1.0:
+        raise ValueError(
+            f"configs[{i}].momentum is the interpolation beta of schedulefree_sgd and must be "
+            f"in (0, 1), got {cfg.momentum}"
+        )
     steps = task.default_steps if cfg.steps is None else cfg.steps
     horizon = cfg.schedule.horizon
     if horizon is not None and horizon != steps:

@@ -9,6 +9,10 @@ Per step t = 0, ..., T-1 and member m:
 4. else update with learning rate ``lr_m * s_m(t)`` (the [T, M] table precomputed from each
    member's schedule).
 
+The final objective and the test metric are evaluated at the optimizer's evaluation point
+(``BatchedOptimizer.eval_params``: the iterate itself, or Schedule-Free's averaged x). The
+Schedule-Free warm-up lasts ``schedulefree_warmup(T)`` = floor(T / 20) steps (5% of the run).
+
 No reduction ever mixes members, so a run is the same computation whether it trains alone or
 inside a batch (up to floating-point reassociation in batched matrix products).
 """
@@ -27,6 +31,11 @@ from lrlab.train.types import RunConfig, RunResult
 
 CHUNK_STEPS = 128
 EVAL_BUDGET = 1 << 22  # elements per member-batched evaluation chunk
+
+
+def schedulefree_warmup(steps: int) -> int:
+    """Schedule-Free SGD's built-in warm-up length in a run of ``steps`` steps: 5%, floored."""
+    return steps // 20
 
 
 class MemberOrder:
@@ -113,6 +122,7 @@ def train_group(
         params,
         torch.tensor([c.momentum for c in configs], dtype=dtype),
         torch.tensor([c.weight_decay for c in configs], dtype=dtype),
+        warmup_steps=schedulefree_warmup(T) if optimizer == "schedulefree_sgd" else 0,
     )
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
     active = torch.ones(M, dtype=torch.bool)
@@ -141,11 +151,12 @@ def train_group(
                 opt.step(params, grads, lrs[t], None if bool(active.all()) else active)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                     progress(t + 1)
-        final = evaluate(task, params, Xtr, ytr, "loss_sum") + model.penalty(params)
+        at = opt.eval_params(params)
+        final = evaluate(task, at, Xtr, ytr, "loss_sum") + model.penalty(at)
         final = torch.where(active, final, math.nan)
         diverged_at = torch.where(active & ~torch.isfinite(final), T, diverged_at)
         Xte, yte = _as_input(task.X_test, dtype), _as_input(task.y_test, dtype)
-        metric = evaluate(task, params, Xte, yte, "metric_sum")
+        metric = evaluate(task, at, Xte, yte, "metric_sum")
     keep = curve_index(T, curve_points)
     loss_np = losses.double().numpy()
     div = diverged_at.numpy()

@@ -9,20 +9,49 @@ gradient becomes g + wd * p before anything else):
 - ``adam``:     m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
   p <- p - lr / (1 - b1^k) * m / (sqrt(v) / sqrt(1 - b2^k) + eps), k = step number from 1,
   b1 = the config's ``momentum``, b2 = 0.999, eps = 1e-8 (``torch.optim.Adam`` defaults).
+- ``schedulefree_sgd``: Schedule-Free SGD, as ``lrlab.optim.schedulefree.SGDScheduleFree`` with
+  r = 0 and weight_lr_power = 2. The parameters hold the gradient point y; z starts at y.
+  With k = step number from 0, beta = the config's ``momentum`` (in (0, 1)), gamma = lr *
+  min(1, (k + 1) / warmup_steps) (the built-in linear warm-up; lr = lr_m * s_m(t) from the
+  schedule), lr_max = max of gamma so far, weight w = lr_max^2, c = w / (sum of w so far)
+  (0 while that sum is 0), and g = gradient at y + wd * y:
+  y <- (1 - c) y + c z + gamma (beta (1 - c) - 1) g,   z <- z - gamma g.
+  The point to evaluate is x = y + (1 - 1/beta) (z - y) (``eval_params``).
+- ``dadapt_sgd``: D-Adaptation SGD in dual-averaging form, as
+  ``lrlab.optim.dadapt.DAdaptSGD`` with d0 = 1e-6 and no growth limit. Per member, with
+  g0 = ||first gradient|| (before weight decay; a member waits while it is 0), beta = the
+  config's ``momentum`` and g = gradient + wd * x:
+  gamma = d * lr / g0,  N <- N + gamma <g, s>,  s <- s + gamma g,
+  x <- beta x + (1 - beta) (x0 - s),  d <- max(d, 2 N / ||s||) (when lr > 0 and s != 0).
+  ``lr`` multiplies the estimated step (1 = the method as published).
 
-A member whose ``active`` flag is False is left untouched: its update is replaced by zero with
-``torch.where`` (never multiplied by zero, so non-finite values cannot turn into NaN), and no
-operation mixes members, so its values never reach the others.
+A member whose ``active`` flag is False is left untouched: its update is replaced by zero (or
+its old value kept) with ``torch.where`` (never multiplied by zero, so non-finite values cannot
+turn into NaN), and no operation mixes members, so its values never reach the others.
 """
 
 from __future__ import annotations
 
 import torch
 
+from lrlab._checks import check_int
 from lrlab.train.types import OPTIMIZERS
 
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
+SF_WEIGHT_LR_POWER = 2.0
+DADAPT_D0 = 1e-6
+_STATE = {
+    "momentum": ("buf",),
+    "adam": ("m", "v"),
+    "schedulefree_sgd": ("z", "lr_max", "w_sum"),
+    "dadapt_sgd": ("x0", "s", "d", "numerator", "g0_norm"),
+}
+
+
+def _member_sum(tensors) -> torch.Tensor:
+    """Per-member sum over all entries of [M, ...] tensors: a [M] vector."""
+    return sum(t.flatten(1).sum(1) for t in tensors)
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -31,7 +60,10 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class BatchedOptimizer:
-    """One optimizer for M stacked members; ``momentum`` and ``weight_decay`` are [M] tensors."""
+    """One optimizer for M stacked members; ``momentum`` and ``weight_decay`` are [M] tensors.
+
+    ``warmup_steps`` (>= 0) is the linear warm-up of ``schedulefree_sgd`` (unused otherwise).
+    """
 
     def __init__(
         self,
@@ -39,9 +71,12 @@ class BatchedOptimizer:
         params: list[torch.Tensor],
         momentum: torch.Tensor,
         weight_decay: torch.Tensor,
+        *,
+        warmup_steps: int = 0,
     ) -> None:
         if kind not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, lo=0)
         self.kind = kind
         self.mu = momentum
         self.wd = weight_decay
@@ -52,15 +87,26 @@ class BatchedOptimizer:
         elif kind == "adam":
             self.m = [torch.zeros_like(p) for p in params]
             self.v = [torch.zeros_like(p) for p in params]
+        elif kind == "schedulefree_sgd":
+            if bool(((momentum <= 0) | (momentum >= 1)).any()):
+                raise ValueError(
+                    "momentum of schedulefree_sgd (its interpolation beta) must be in (0, 1)"
+                )
+            self.z = [p.clone() for p in params]
+            self.lr_max = [torch.zeros_like(momentum)]
+            self.w_sum = [torch.zeros_like(momentum)]
+        elif kind == "dadapt_sgd":
+            self.x0 = [p.clone() for p in params]
+            self.s = [torch.zeros_like(p) for p in params]
+            self.d = [torch.full_like(momentum, DADAPT_D0)]
+            self.numerator = [torch.zeros_like(momentum)]
+            self.g0_norm = [torch.zeros_like(momentum)]
 
     def state_dict(self) -> dict[str, object]:
         """Step count and per-parameter state tensors (``torch.save``-able, weights_only)."""
         state: dict[str, object] = {"kind": self.kind, "k": self.k}
-        if self.kind == "momentum":
-            state["buf"] = [b.clone() for b in self.buf]
-        elif self.kind == "adam":
-            state["m"] = [t.clone() for t in self.m]
-            state["v"] = [t.clone() for t in self.v]
+        for name in _STATE.get(self.kind, ()):
+            state[name] = [t.clone() for t in getattr(self, name)]
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -68,8 +114,7 @@ class BatchedOptimizer:
         if state.get("kind") != self.kind:
             raise ValueError(f"state is for optimizer {state.get('kind')!r}, not {self.kind!r}")
         self.k = int(state["k"])  # type: ignore[arg-type]
-        names = {"momentum": ("buf",), "adam": ("m", "v")}.get(self.kind, ())
-        for name in names:
+        for name in _STATE.get(self.kind, ()):
             mine, theirs = getattr(self, name), state[name]
             if [t.shape for t in mine] != [t.shape for t in theirs]:  # type: ignore[union-attr]
                 raise ValueError(f"state {name!r} has shapes that do not match the parameters")
@@ -87,6 +132,12 @@ class BatchedOptimizer:
 
         ``active=None`` means every member is active (the masks are skipped).
         """
+        if self.kind == "schedulefree_sgd":
+            self._schedulefree_step(params, grads, lr, active)
+            return
+        if self.kind == "dadapt_sgd":
+            self._dadapt_step(params, grads, lr, active)
+            return
         self.k += 1
         if self.kind == "adam":
             k = self.k
@@ -112,3 +163,83 @@ class BatchedOptimizer:
             if active is not None:
                 delta = torch.where(_bcast(active, delta), delta, 0.0)
             p.sub_(delta)
+
+    def _schedulefree_step(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        lr: torch.Tensor,
+        active: torch.Tensor | None,
+    ) -> None:
+        k, warm = self.k, self.warmup_steps
+        gamma = lr * ((k + 1) / warm) if k < warm else lr
+        lr_max = torch.maximum(self.lr_max[0], gamma)
+        weight = lr_max**SF_WEIGHT_LR_POWER
+        w_sum = self.w_sum[0] + weight
+        c = torch.where(w_sum > 0, weight / w_sum, 0.0)
+        coef = gamma * (self.mu * (1.0 - c) - 1.0)
+        if active is None:
+            self.lr_max[0], self.w_sum[0] = lr_max, w_sum
+        else:
+            self.lr_max[0] = torch.where(active, lr_max, self.lr_max[0])
+            self.w_sum[0] = torch.where(active, w_sum, self.w_sum[0])
+        for i, (y, g) in enumerate(zip(params, grads, strict=True)):
+            z = self.z[i]
+            if self.use_wd:
+                g = g + _bcast(self.wd, y) * y
+            new_y = torch.lerp(y, z, _bcast(c, y)).add_(_bcast(coef, y) * g)
+            new_z = z - _bcast(gamma, z) * g
+            if active is not None:
+                keep = _bcast(active, y)
+                new_y = torch.where(keep, new_y, y)
+                new_z = torch.where(keep, new_z, z)
+            y.copy_(new_y)
+            z.copy_(new_z)
+        self.k += 1
+
+    def _dadapt_step(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        lr: torch.Tensor,
+        active: torch.Tensor | None,
+    ) -> None:
+        g0 = self.g0_norm[0]
+        fresh = g0 == 0
+        if bool(fresh.any()):
+            g0 = torch.where(fresh, _member_sum(g.square() for g in grads).sqrt(), g0)
+        ok = g0 > 0
+        if active is not None:
+            ok = ok & active
+        if self.use_wd:
+            grads = [g + _bcast(self.wd, p) * p for p, g in zip(params, grads, strict=True)]
+        d = self.d[0]
+        gamma = d * lr / torch.where(g0 > 0, g0, 1.0)
+        numerator = self.numerator[0] + gamma * _member_sum(
+            g * s for g, s in zip(grads, self.s, strict=True)
+        )
+        new_s = [s + _bcast(gamma, s) * g for s, g in zip(self.s, grads, strict=True)]
+        s_sq = _member_sum(s.square() for s in new_s)
+        grow = (lr > 0) & (s_sq > 0)
+        d_hat = 2.0 * numerator / torch.where(grow, s_sq, 1.0).sqrt()
+        new_d = torch.where(grow, torch.maximum(d, d_hat), d)
+        for i, x in enumerate(params):
+            b = _bcast(self.mu, x)
+            new_x = b * x + (1.0 - b) * (self.x0[i] - new_s[i])
+            keep = _bcast(ok, x)
+            x.copy_(torch.where(keep, new_x, x))
+            self.s[i] = torch.where(keep, new_s[i], self.s[i])
+        self.d[0] = torch.where(ok, new_d, d)
+        self.numerator[0] = torch.where(ok, numerator, self.numerator[0])
+        self.g0_norm[0] = torch.where(ok, g0, self.g0_norm[0])
+        self.k += 1
+
+    def eval_params(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The point a run is evaluated at: ``params`` itself, except for ``schedulefree_sgd``,
+        whose parameters hold y and which is evaluated at x = y + (1 - 1/beta) (z - y)."""
+        if self.kind != "schedulefree_sgd":
+            return params
+        return [
+            torch.lerp(y, z, _bcast(1.0 - 1.0 / self.mu, y))
+            for y, z in zip(params, self.z, strict=True)
+        ]

@@ -13,7 +13,12 @@ import numpy as np
 from lrlab._checks import check_int, check_real
 from lrlab.schedules import Schedule
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+#: Batched optimizer names. ``schedulefree_sgd``: Schedule-Free SGD (``momentum`` is its
+#: interpolation beta, in (0, 1); the run is evaluated at the averaged point x).
+#: ``dadapt_sgd``: D-Adaptation SGD (``lr`` multiplies the estimated step; ``momentum`` is beta).
+OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd")
+#: The learning-rate-free methods among ``OPTIMIZERS``.
+LR_FREE = ("schedulefree_sgd", "dadapt_sgd")
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,23 @@ from lrlab.tune.analysis import (
     tolerable_factor,
 )
 from lrlab.tune.executors import Executor, LocalExecutor, RayExecutor, make_executor, train_batch
-from lrlab.tune.settings import DEFAULT_SCHEDULES, StudySettings, build_schedule
+from lrlab.tune.pilot import derive_refined
+from lrlab.tune.settings import (
+    DEFAULT_SCHEDULES,
+    REFINED,
+    STUDY_SCHEDULES,
+    StudySettings,
+    build_schedule,
+)
 from lrlab.tune.space import LogUniform, edge_side, extend_edge, grid_factor, log_grid
 from lrlab.tune.study import DEFAULT_STORAGE, Study, open_storage
 
 __all__ = [
     "DEFAULT_SCHEDULES",
     "DEFAULT_STORAGE",
+    "REFINED",
     "RHOS",
+    "STUDY_SCHEDULES",
     "Executor",
     "LocalExecutor",
     "LogUniform",
@@ -35,6 +44,7 @@ __all__ = [
     "Study",
     "StudySettings",
     "build_schedule",
+    "derive_refined",
     "edge_side",
     "extend_edge",
     "fit_exponent",

@@ -27,6 +27,16 @@ TaskSpec = str | Mapping[str, Any]
 CURVE_POINTS = 50
 
 
+def resolve_task(task: TaskSpec):
+    """The ``lrlab.tasks.Task`` a task name or ``{"name": ..., **options}`` dict names."""
+    from lrlab.tasks import get_task
+
+    if isinstance(task, str):
+        return get_task(task)
+    opts = dict(task)
+    return get_task(opts.pop("name"), **opts)
+
+
 def train_batch(
     task: TaskSpec, configs: Sequence[RunConfig], progress: Progress | None = None
 ) -> list[RunResult]:
@@ -35,16 +45,14 @@ def train_batch(
     Uses one torch thread: the tensors of a batch of small runs are small, and one thread is
     several times faster than two on a busy machine (parallelism comes from processes).
     """
-    from lrlab.tasks import get_task
     from lrlab.train import run_batched
 
-    if isinstance(task, str):
-        resolved = get_task(task)
-    else:
-        opts = dict(task)
-        resolved = get_task(opts.pop("name"), **opts)
     return run_batched(
-        resolved, list(configs), curve_points=CURVE_POINTS, progress=progress, num_threads=1
+        resolve_task(task),
+        list(configs),
+        curve_points=CURVE_POINTS,
+        progress=progress,
+        num_threads=1,
     )
 
 

@@ -4,6 +4,9 @@ A schedule spec is a short string: a registered schedule name (``constant``, ``i
 ``cosine``, ``linear``, ...), ``poly<p>`` for ``Polynomial(power=p)``, or
 ``name:key=value,...`` for other arguments (``cosine:s_min=0.1``). Schedules with a horizon are
 built with ``steps`` equal to the study's number of steps.
+
+``refined`` is the schedule ``lrlab.refine`` derives from a pilot run's gradient norms (see
+``lrlab.tune.pilot``); it has no closed form, so ``build_schedule`` returns the one it is given.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from lrlab.train.types import OPTIMIZERS, RunConfig
 from lrlab.tune.space import LogUniform
 
 DEFAULT_SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
+REFINED = "refined"
+#: The schedules of the built-in study (``lrlab sweep``): the closed-form ones and ``refined``.
+STUDY_SCHEDULES = (*DEFAULT_SCHEDULES, REFINED)
 _POLY = re.compile(r"^poly(\d+(?:\.\d+)?)$")
 
 
@@ -30,8 +36,11 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def build_schedule(spec: str, steps: int) -> Schedule:
+def build_schedule(spec: str, steps: int, *, refined: Schedule | None = None) -> Schedule:
     """The schedule a spec names, with horizon ``steps`` where the schedule has one.
+
+    ``refined`` is returned for the spec ``"refined"`` (its horizon must be ``steps``); it
+    comes from a pilot run (``lrlab.tune.pilot.derive_refined``, kept by ``Study``).
 
     Example: ``build_schedule("poly2", 500)`` -> ``Polynomial(steps=500, power=2)``.
     """
@@ -39,6 +48,15 @@ def build_schedule(spec: str, steps: int) -> Schedule:
         raise ValueError(f"schedule spec must be a non-empty string, got {spec!r}")
     steps = check_int("steps", steps, lo=1)
     spec = spec.strip()
+    if spec == REFINED:
+        if refined is None:
+            raise ValueError(
+                "schedule 'refined' is derived from a pilot run: open the study "
+                "(Study.open) and use Study.schedules(), or pass refined="
+            )
+        if not isinstance(refined, Schedule) or refined.horizon != steps:
+            raise ValueError(f"refined must be a Schedule with horizon steps={steps}")
+        return refined
     m = _POLY.match(spec)
     if m:
         name, kwargs = "polynomial", {"power": _number(m.group(1))}
@@ -55,7 +73,7 @@ def build_schedule(spec: str, steps: int) -> Schedule:
                 raise ValueError(f"schedule spec {spec!r}: {key}={val!r} is not a number") from None
     known = registry()
     if name not in known or name == "from_array":
-        names = sorted(set(known) - {"from_array"}) + ["poly<p>"]
+        names = sorted(set(known) - {"from_array"}) + ["poly<p>", REFINED]
         raise ValueError(f"unknown schedule {spec!r}; known: {', '.join(names)}")
     cls = known[name]
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -75,6 +93,8 @@ class StudySettings:
     """Everything that defines a study's trials; saved with the study and compared on reopen.
 
     ``task_options`` are passed to ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
+    ``pilot_lr``: the peak lr of the pilot run that derives the ``refined`` schedule (None: the
+    task's ``default_lr``); only allowed when ``schedules`` contains ``refined``.
     Trials are the product ``points x schedules x seeds``. ``points`` come from ``lrs`` (a
     grid; ``weight_decay`` fixed) or, when ``random`` is given, from ``LogUniform(bounds)``
     sampled ``n`` times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``.
@@ -92,6 +112,7 @@ class StudySettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     random: dict[str, Any] | None = None
+    pilot_lr: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task:
@@ -107,7 +128,8 @@ class StudySettings:
         if not specs:
             raise ValueError("schedules must name at least one schedule")
         for s in specs:
-            build_schedule(s, self.steps)
+            if s != REFINED:
+                build_schedule(s, self.steps)
         if len(set(specs)) != len(specs):
             raise ValueError(f"schedules must be distinct, got {list(specs)}")
         set_("schedules", specs)
@@ -123,6 +145,10 @@ class StudySettings:
             )
         set_("momentum", check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True))
         set_("weight_decay", check_real("weight_decay", self.weight_decay, 0.0))
+        if self.pilot_lr is not None:
+            if REFINED not in specs:
+                raise ValueError("pilot_lr is only used by the 'refined' schedule; add it or drop")
+            set_("pilot_lr", check_real("pilot_lr", self.pilot_lr, 0.0, lo_open=True))
         lrs = tuple(check_real("lrs", x, 0.0, lo_open=True) for x in self.lrs)
         if self.random is None:
             if not lrs:
@@ -161,11 +187,18 @@ class StudySettings:
             return LogUniform(self.random["bounds"]).sample(self.random["n"], self.random["seed"])
         return [{"lr": float(x)} for x in sorted(set(self.lrs) | set(extra_lrs))]
 
-    def config(self, point: dict[str, float], schedule: str, seed: int) -> RunConfig:
-        """The ``RunConfig`` of one trial."""
+    def config(
+        self,
+        point: dict[str, float],
+        schedule: str,
+        seed: int,
+        *,
+        refined: Schedule | None = None,
+    ) -> RunConfig:
+        """The ``RunConfig`` of one trial (``refined``: the study's refined schedule)."""
         return RunConfig(
             lr=point["lr"],
-            schedule=build_schedule(schedule, self.steps),
+            schedule=build_schedule(schedule, self.steps, refined=refined),
             seed=seed,
             steps=self.steps,
             optimizer=self.optimizer,

@@ -9,6 +9,10 @@ hyperparameters), value = final loss (+inf if diverged), user attributes ``diver
 and ``run`` = {final_loss, test_metric, diverged_at, curve_steps, curve_loss} (None for
 non-finite numbers).
 
+A study whose schedules include ``refined`` runs its pilot (``lrlab.tune.pilot``) once, when
+it is created, and keeps the derived schedule and the pilot's description in the user attribute
+``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
+
 Exactly once: one driver process writes to the storage. Before it trains, ``prepare`` marks
 trials left RUNNING by a crash as FAIL and enqueues every trial that has neither completed nor
 is waiting, so each (point, schedule, seed) ends with exactly one COMPLETE trial.
@@ -30,14 +34,17 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from lrlab._checks import check_int
+from lrlab.schedules import Schedule
 from lrlab.train.types import RunResult
+from lrlab.tune import pilot
 from lrlab.tune.executors import Executor, Progress
-from lrlab.tune.settings import StudySettings
+from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
 
 DEFAULT_STORAGE = "sqlite:///lrlab.db"
 SETTINGS_ATTR = "lrlab_settings"
 EXTRA_ATTR = "lrlab_extra_lrs"
+REFINED_ATTR = "lrlab_refined"
 Key = tuple[str, int, tuple[tuple[str, str], ...]]
 
 
@@ -113,6 +120,8 @@ class Study:
 
         Reopening with ``settings`` that differ from the stored ones raises ValueError (nothing
         is written). ``settings=None`` loads an existing study with its stored settings.
+        With ``refined`` among the schedules, a new study first runs the pilot (a pilot that
+        diverges is a ValueError, and no study is created).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"study name must be a non-empty string, got {name!r}")
@@ -128,8 +137,11 @@ class Study:
                 raise ValueError(
                     f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
                 )
+            refined = pilot.derive_refined(settings) if REFINED in settings.schedules else None
             study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+            if refined is not None:
+                study.set_user_attr(REFINED_ATTR, refined)
             return cls(study, settings)
         study = optuna.load_study(study_name=name, storage=rdb)
         stored = study.user_attrs.get(SETTINGS_ATTR)
@@ -145,6 +157,9 @@ class Study:
                     + "); use another study name, or reopen it with its stored settings "
                     "(settings=None; lrlab sweep --resume)"
                 )
+        if REFINED in have.schedules and REFINED_ATTR not in study.user_attrs:
+            # created by a process that stopped between creating the study and storing it
+            study.set_user_attr(REFINED_ATTR, pilot.derive_refined(have))
         return cls(study, have)
 
     @property
@@ -155,6 +170,18 @@ class Study:
     def extra_lrs(self) -> dict[str, list[float]]:
         """Grid values added by the edge rule, per schedule."""
         return dict(self.optuna_study.user_attrs.get(EXTRA_ATTR, {}))
+
+    @property
+    def refined(self) -> dict[str, Any] | None:
+        """The stored refined schedule (``{"schedule": dict, "pilot": description}``), if any."""
+        return self.optuna_study.user_attrs.get(REFINED_ATTR)
+
+    def schedules(self) -> dict[str, Schedule]:
+        """Label -> the schedule its trials train with (``refined``: the stored one)."""
+        stored = self.refined
+        refined = None if stored is None else pilot.refined_schedule(stored)
+        s = self.settings
+        return {label: build_schedule(label, s.steps, refined=refined) for label in s.schedules}
 
     # -- the trial set ------------------------------------------------------------------------
     def _distributions(self) -> dict[str, Any]:
@@ -235,9 +262,15 @@ class Study:
         asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
         size = batch_size or math.ceil(n / max(1, executor.parallelism))
         groups = [asked[i : i + size] for i in range(0, n, size)]
+        built = self.schedules()
         batches = [
             [
-                self.settings.config(self._point(t.params), t.params["schedule"], t.params["seed"])
+                self.settings.config(
+                    self._point(t.params),
+                    t.params["schedule"],
+                    t.params["seed"],
+                    refined=built.get(REFINED),
+                )
                 for t in g
             ]
             for g in groups

@@ -1,0 +1,114 @@
+"""The ``refined`` schedule of a study: one pilot run, then ``lrlab.refine``.
+
+The pilot is deterministic: linear decay ``Linear(steps)``, the study's task, steps, optimizer,
+momentum and weight decay, seed 0, peak lr ``settings.pilot_lr`` (None: the task's
+``default_lr``), trained by ``lrlab.train.run_batched`` with ``record_grad_norms=True``
+(float32, one thread). Its per-step gradient norms go to ``lrlab.refine.refine`` with the
+default tau and ``steps`` = the study's steps, using
+
+- the l1 norm (weights g^-1) for the coordinate-wise optimizer ``adam``,
+- the l2 norm (weights g^-2) for every other, SGD-like, optimizer.
+
+``Study`` runs the pilot once, when the study is created, and stores the result; a reopened or
+resumed study uses the stored schedule and never runs the pilot again.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from lrlab.refine import refine
+from lrlab.schedules import Linear, Schedule
+from lrlab.train.types import RunConfig
+from lrlab.tune.settings import StudySettings
+
+PILOT_SEED = 0
+L1_OPTIMIZERS = ("adam",)
+#: ``lrlab.refine``'s default median-window fraction, the one the pilot's refinement uses.
+TAU = float(inspect.signature(refine).parameters["tau"].default)
+
+
+def pilot_norm(optimizer: str) -> str:
+    """``"l1"`` for Adam-like (coordinate-wise) optimizers, ``"l2"`` for SGD-like ones."""
+    return "l1" if optimizer in L1_OPTIMIZERS else "l2"
+
+
+def pilot_config(settings: StudySettings, default_lr: float) -> RunConfig:
+    """The pilot's ``RunConfig`` (``default_lr``: used when ``settings.pilot_lr`` is None)."""
+    lr = settings.pilot_lr if settings.pilot_lr is not None else default_lr
+    return RunConfig(
+        lr=lr,
+        schedule=Linear(steps=settings.steps),
+        seed=PILOT_SEED,
+        steps=settings.steps,
+        optimizer=settings.optimizer,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+
+
+def pilot_norms(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
+    """Train the pilot; return its config and its per-step gradient norms (the norm that
+    ``pilot_norm(settings.optimizer)`` names). ValueError if the pilot diverged."""
+    from lrlab.train import run_config
+    from lrlab.tune.executors import resolve_task
+
+    task = resolve_task(settings.task_spec)
+    cfg = pilot_config(settings, task.default_lr)
+    res = run_config(task, cfg, record_grad_norms=True, curve_points=1)
+    if res.diverged:
+        raise ValueError(
+            f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed "
+            f"{cfg.seed}) diverged at step {res.diverged_at}; choose a smaller pilot_lr "
+            "(lrlab sweep --pilot-lr)"
+        )
+    norms = res.grad_norm_l1 if pilot_norm(settings.optimizer) == "l1" else res.grad_norm_l2
+    return cfg, np.asarray(norms, dtype=np.float64)
+
+
+def derive_refined(settings: StudySettings) -> dict[str, Any]:
+    """Run the pilot and refine: ``{"schedule": FromArray dict, "pilot": description}``.
+
+    The description holds the pilot's settings (schedule, lr, seed, steps, optimizer, norm,
+    tau) and the refinement report's ``peak_step`` and ``anneal_fraction``.
+    Example: ``Schedule.from_dict(derive_refined(settings)["schedule"])``.
+    """
+    cfg, norms = pilot_norms(settings)
+    norm = pilot_norm(settings.optimizer)
+    try:
+        out = refine(norms, norm=norm, tau=TAU, steps=settings.steps)
+    except ValueError as exc:
+        raise ValueError(
+            f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}) gave gradient "
+            f"norms that cannot be refined ({exc}); choose another pilot_lr (--pilot-lr)"
+        ) from None
+    pilot = {
+        "schedule": "linear",
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "steps": settings.steps,
+        "optimizer": settings.optimizer,
+        "norm": norm,
+        "tau": TAU,
+        "peak_step": out.report.peak_step,
+        "anneal_fraction": out.report.anneal_fraction,
+    }
+    return {"schedule": out.schedule.to_dict(), "pilot": pilot}
+
+
+def refined_schedule(stored: dict[str, Any]) -> Schedule:
+    """The schedule of a ``derive_refined`` result (as stored with a study)."""
+    return Schedule.from_dict(stored["schedule"])
+
+
+def describe(stored: dict[str, Any]) -> str:
+    """One line saying which pilot produced the refined schedule."""
+    p = stored["pilot"]
+    return (
+        f"refined: lrlab.refine ({p['norm']} norms, tau {p['tau']:g}) of a pilot run with "
+        f"linear decay, {p['optimizer']}, lr {p['lr']:g}, seed {p['seed']}, {p['steps']} "
+        f"steps; peak at step {p['peak_step']}, anneal fraction {p['anneal_fraction']:.2f}"
+    )
