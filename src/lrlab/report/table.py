@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from lrlab.tune.analysis import RHOS
@@ -28,7 +29,7 @@ def robustness_table(
     "div" marks a diverged run, "-" a point off the grid.
     Example: ``rich.print(robustness_table(robustness(study.results())))``.
     """
-    t = Table(title=title, header_style="bold")
+    t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("schedule", no_wrap=True)
     t.add_column("best lr", justify="right")
     t.add_column("best loss", justify="right")
@@ -46,7 +47,7 @@ def robustness_table(
             str(row["schedule"]),
             _num(row["best_lr"]),
             _num(row["best_loss"]),
-            _num(row["seed_spread"], ".2g"),
+            _num(row["seed_spread"], ".1g"),
             *[_num(row.get(f"over_{r:g}", math.nan)) for r in rhos],
             *[_num(row.get(f"under_{r:g}", math.nan)) for r in rhos],
             f"{_num(row['exponent_over'], '.2f')} ({_num(pred, '.2f')})",
