@@ -20,18 +20,20 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._optbase import CheckedOptimizer, check_lr, with_grad
+from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._foreach import with_grad
+from lrlab.optim._validate import check_lr
 
 __all__ = ["MDA", "PrimalAveragingSGD"]
 
 
 def _check_common(group: dict[str, Any]) -> None:
-    check_lr(group)
+    check_lr(group["lr"])
     check_real("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
     check_real("weight_decay", group["weight_decay"], 0.0)
 
 
-class MDA(CheckedOptimizer):
+class MDA(ScalarStateOptimizer):
     r"""Modernized dual averaging.
 
     With :math:`x_0` the initial parameters, :math:`s_0 = 0` and :math:`c = 1-\text{momentum}`:
@@ -59,9 +61,6 @@ class MDA(CheckedOptimizer):
 
     def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         self.scalars = {"step": 0, "dual_weight": []}
 
@@ -77,15 +76,12 @@ class MDA(CheckedOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One MDA step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         k = self.scalars["step"]
         root = math.sqrt(k + 1)
         weights = []
         for group in self.param_groups:
-            lam = check_lr(group) * root
+            lam = check_lr(group["lr"]) * root
             weights.append(lam)
             params = with_grad(group)
             if not params:
@@ -109,7 +105,7 @@ class MDA(CheckedOptimizer):
         return loss
 
 
-class PrimalAveragingSGD(CheckedOptimizer):
+class PrimalAveragingSGD(ScalarStateOptimizer):
     r"""SGD with momentum in primal-averaging form.
 
     With :math:`z_0 = x_0` and :math:`c = 1-\beta` (:math:`\beta` = ``momentum``):
@@ -139,9 +135,6 @@ class PrimalAveragingSGD(CheckedOptimizer):
 
     def __init__(self, params: Any, lr: float = 1e-1, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         self.scalars = {}
 
@@ -155,12 +148,9 @@ class PrimalAveragingSGD(CheckedOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One primal-averaging step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
-            lr = check_lr(group)
+            lr = check_lr(group["lr"])
             params = with_grad(group)
             if not params:
                 continue

@@ -21,10 +21,19 @@ from typing import Any
 
 import torch
 
-from lrlab.optim._util import (
-    GlobalStepOptimizer,
-    Scratch,
+from lrlab.optim._base import GlobalStepOptimizer, evaluate
+from lrlab.optim._foreach import (
     abs_sums,
+    chunks,
+    dots,
+    into,
+    params_with_grad,
+    square_sums,
+    sums,
+    total,
+    with_decay,
+)
+from lrlab.optim._validate import (
     check_beta,
     check_betas,
     check_bool,
@@ -33,34 +42,10 @@ from lrlab.optim._util import (
     check_nonneg,
     check_positive,
     check_shared,
-    chunks,
     common_lr,
-    dots,
-    into,
-    params_with_grad,
-    square_sums,
-    sums,
-    sync_shared,
-    total,
 )
 
 Closure = Callable[[], Any] | None
-
-
-def _call(closure: Closure) -> Any:
-    if closure is None:
-        return None
-    with torch.enable_grad():
-        return closure()
-
-
-def _with_decay(
-    grads: list[torch.Tensor], params: list[torch.Tensor], decay: float, work: Scratch
-) -> list[torch.Tensor]:
-    """g + decay · p in work buffers (slot 0); the caller's gradients are left untouched."""
-    if decay == 0:
-        return grads
-    return into(torch.add, work.views(0, grads), grads, params, alpha=decay)
 
 
 class DAdaptSGD(GlobalStepOptimizer):
@@ -109,7 +94,7 @@ class DAdaptSGD(GlobalStepOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
         groups = self.param_groups
         check_shared(groups, self.SHARED)
         lr = common_lr(groups)
@@ -141,7 +126,7 @@ class DAdaptSGD(GlobalStepOptimizer):
                 ps, ss, x0 = params[sl], s_all[sl], x0_all[sl]
                 work = self._scratch.views(1, ps)
                 if group["lr"] > 0:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
                     num_parts += dots(gs, ss)
                     torch._foreach_add_(ss, gs, alpha=dlr)
                     sq_parts += square_sums(ss, work)
@@ -158,7 +143,7 @@ class DAdaptSGD(GlobalStepOptimizer):
         if lr > 0 and sk_sq > 0:
             d_hat = 2 * numerator / math.sqrt(sk_sq)
             d = max(d, min(d_hat, d * first["growth_rate"]))
-        sync_shared(groups, {"d": d, "k": k + 1, "numerator_weighted": numerator,
+        self._sync({"d": d, "k": k + 1, "numerator_weighted": numerator,
                              "g0_norm": g0_norm})
         return loss
 
@@ -222,7 +207,7 @@ class DAdaptAdam(GlobalStepOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
         groups = self.param_groups
         check_shared(groups, self.SHARED)
         lr = common_lr(groups)
@@ -256,7 +241,7 @@ class DAdaptAdam(GlobalStepOptimizer):
                 ss = [x["s"] for x in st]
                 ms = [x["exp_avg"] for x in st]
                 vs = [x["exp_avg_sq"] for x in st]
-                gs = _with_decay(grads[sl], params[sl], decay, self._scratch)
+                gs = with_decay(grads[sl], params[sl], decay, self._scratch)
                 work = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(work, eps)
                 group_dots += dots(gs, into(torch.div, work, ss, work))
@@ -287,7 +272,7 @@ class DAdaptAdam(GlobalStepOptimizer):
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
                 torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-1)
-        sync_shared(groups, {"d": d_new, "k": k + 1, "numerator_weighted": numerator})
+        self._sync({"d": d_new, "k": k + 1, "numerator_weighted": numerator})
         return loss
 
 
@@ -339,7 +324,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
         groups = self.param_groups
         check_shared(groups, self.SHARED)
         lr = common_lr(groups)
@@ -367,7 +352,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                 ss = [x["sk"] for x in st]
                 work = self._scratch.views(1, ps)
                 if active:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
                     gsq = into(torch.mul, work, gs, gs)
                     torch._foreach_add_(alphas, gsq)
                 den = into(torch.sqrt, self._scratch.views(2, ps), alphas)
@@ -406,7 +391,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
         if lr > 0:
             d_hat = (sksq - gsq_weighted) / l1
             d = max(d, min(d_hat, d * first["growth_rate"]))
-        sync_shared(groups, {"d": d, "k": k + 1, "gsq_weighted": gsq_weighted})
+        self._sync({"d": d, "k": k + 1, "gsq_weighted": gsq_weighted})
         return loss
 
     @staticmethod

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._optbase import CheckedOptimizer, check_flag, check_lr, chunks, with_grad
+from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._foreach import batches, with_grad
+from lrlab.optim._validate import check_bool, check_lr
 
 __all__ = ["MADGRAD", "MirrorMADGRAD"]
 
@@ -38,29 +40,24 @@ def _cube_root_denominator(sums: list[torch.Tensor], eps: float) -> list[torch.T
     return rms
 
 
-class _MadgradBase(CheckedOptimizer):
+class _MadgradBase(ScalarStateOptimizer):
     def __init__(self, params: Any, lr: float, momentum: float, weight_decay: float,
                  eps: float, decouple_decay: bool) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("eps", eps, 0.0)
-        check_flag("decouple_decay", decouple_decay)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps,
                         decouple_decay=decouple_decay)
         super().__init__(params, defaults)
         self.scalars = {"step": 0, "dual_weight": []}
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group)
+        check_lr(group["lr"])
         check_real("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
         check_real("weight_decay", group["weight_decay"], 0.0)
         check_real("eps", group["eps"], 0.0)
-        check_flag("decouple_decay", group["decouple_decay"])
+        check_bool("decouple_decay", group["decouple_decay"])
 
     @staticmethod
     def _lr(group: dict[str, Any]) -> float:
-        lr = check_lr(group)
+        lr = check_lr(group["lr"])
         return lr + group["eps"] if lr != 0 else 0.0
 
     def effective_lr(self) -> list[float]:
@@ -111,10 +108,7 @@ class MADGRAD(_MadgradBase):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One MADGRAD step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         k = self.scalars["step"]
         weights = []
         for group in self.param_groups:
@@ -142,7 +136,7 @@ class MADGRAD(_MadgradBase):
             else:
                 origins = params
             keep = 1 - (1 - momentum)
-            for p_c, g_c, v_c, s_c, o_c in chunks(params, grads, sums, duals, origins):
+            for p_c, g_c, v_c, s_c, o_c in batches(params, grads, sums, duals, origins):
                 if momentum == 0:
                     o_c = torch._foreach_addcdiv(p_c, s_c, _cube_root_denominator(v_c, eps))
                 torch._foreach_addcmul_(v_c, g_c, g_c, value=lam)
@@ -203,10 +197,7 @@ class MirrorMADGRAD(_MadgradBase):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Mirror-MADGRAD step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         k = self.scalars["step"]
         ratio = math.sqrt(k / (k + 1))
         growth = (k + 1) ** (1.0 / 3.0)
@@ -233,7 +224,7 @@ class MirrorMADGRAD(_MadgradBase):
                     torch._foreach_add_(grads, params, alpha=decay)
             torch._foreach_mul_(sums, ratio)
             torch._foreach_addcmul_(sums, grads, grads)
-            for g_c, v_c, z_c in chunks(grads, sums, zs):
+            for g_c, v_c, z_c in batches(grads, sums, zs):
                 rms = _cube_root_denominator(v_c, eps)
                 torch._foreach_addcdiv_(z_c, g_c, rms, value=-lr * growth)
             torch._foreach_mul_(params, 1 - (1 - momentum))

@@ -1,0 +1,104 @@
+"""Optimizer bases: validated param groups, and the two ways optimizer-wide scalars are saved.
+
+- ``GlobalStepOptimizer`` keeps its global scalars (a step-size estimate ``d``, accumulators, the
+  step counter) as entries of every param group, so the standard ``state_dict`` carries them.
+- ``ScalarStateOptimizer`` keeps them in ``self.scalars`` and adds a ``"scalars"`` entry to
+  ``state_dict()``.
+
+Either way a reload resumes exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lrlab.optim._foreach import Scratch
+from lrlab.optim._validate import check_shared
+
+
+def evaluate(closure: Callable[[], Any] | None) -> Any:
+    """The closure's value computed with gradients enabled (``None`` without a closure)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+class ValidatedOptimizer(torch.optim.Optimizer):
+    """Every param group (also one added later) passes ``_check_group``; the options named in
+    ``SHARED`` must then agree across groups."""
+
+    SHARED: tuple[str, ...] = ()
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+        if len(self.param_groups) > 1:
+            check_shared(self.param_groups, self.SHARED)
+
+
+class ScalarStateOptimizer(ValidatedOptimizer):
+    """Optimizer-wide scalars live in ``self.scalars`` and are saved in ``state_dict()``."""
+
+    scalars: dict[str, Any]
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["scalars"] = dict(self.scalars)
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        if "scalars" not in state_dict:
+            raise ValueError(
+                f"state_dict lacks the 'scalars' entry that {type(self).__name__} saves"
+            )
+        scalars = dict(state_dict.pop("scalars"))
+        super().load_state_dict(state_dict)
+        self.scalars = scalars
+
+
+class GlobalStepOptimizer(ValidatedOptimizer):
+    """One global step-size estimate ``d`` shared by all groups.
+
+    Subclasses list the hyperparameters that must agree across groups (``SHARED``) and the
+    global scalars kept in every group (``GLOBALS``); a group added later receives the current
+    values. Work buffers (``Scratch``) are kept between steps but not saved.
+    """
+
+    GLOBALS: tuple[str, ...] = ("d", "k")
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._scratch = Scratch()
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_scratch", Scratch())
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if len(self.param_groups) > 1:
+            first, group = self.param_groups[0], self.param_groups[-1]
+            group.update({key: first[key] for key in self.GLOBALS if key in first})
+
+    def _sync(self, values: dict[str, Any]) -> None:
+        """Write the global scalars into every group (so each group's state_dict entry has
+        them)."""
+        for group in self.param_groups:
+            group.update(values)
+
+    @property
+    def d(self) -> float:
+        """Current step-size estimate d (shared by every group)."""
+        return float(self.param_groups[0]["d"])
+
+    def effective_lr(self) -> list[float]:
+        """Per group, the step size in use: ``d * lr``."""
+        return [self.d * float(g["lr"]) for g in self.param_groups]
