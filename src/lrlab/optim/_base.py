@@ -10,7 +10,7 @@ Either way a reload resumes exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -42,6 +42,22 @@ class ValidatedOptimizer(torch.optim.Optimizer):
         if len(self.param_groups) > 1:
             check_shared(self.param_groups, self.SHARED)
 
+    def _states(
+        self, params: Sequence[torch.Tensor], zeros: Sequence[str] = (),
+        copies: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """The parameters' states. At a parameter's first step the buffers named in ``zeros``
+        start at 0 and those in ``copies`` at the parameter's value."""
+        states = [self.state[p] for p in params]
+        first = (*zeros, *copies)[0]
+        for p, st in zip(params, states, strict=True):
+            if first not in st:
+                for name in zeros:
+                    st[name] = torch.zeros_like(p)
+                for name in copies:
+                    st[name] = p.detach().clone()
+        return states
+
 
 class ScalarStateOptimizer(ValidatedOptimizer):
     """Optimizer-wide scalars live in ``self.scalars`` and are saved in ``state_dict()``."""
@@ -62,6 +78,35 @@ class ScalarStateOptimizer(ValidatedOptimizer):
         scalars = dict(state_dict.pop("scalars"))
         super().load_state_dict(state_dict)
         self.scalars = scalars
+
+
+class DualWeightOptimizer(ScalarStateOptimizer):
+    """A step counter ``k`` (from 0) and, per group, the weight λ_k that the step gives the new
+    gradient, which ``effective_lr()`` reports. Subclasses update one group in ``_step_group``.
+    """
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+        self.scalars = {"step": 0, "dual_weight": []}
+
+    def _step_group(self, group: dict[str, Any], k: int) -> float:
+        """Update the group's parameters at step ``k``; return its λ_k."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = evaluate(closure)
+        k = self.scalars["step"]
+        weights = [self._step_group(group, k) for group in self.param_groups]
+        self.scalars["step"] = k + 1
+        self.scalars["dual_weight"] = weights
+        return loss
+
+    def effective_lr(self) -> list[float]:
+        """Per group, the dual-averaging weight λ_k of the last step (0 before any)."""
+        weights = self.scalars["dual_weight"]
+        return [float(weights[i]) if i < len(weights) else 0.0
+                for i in range(len(self.param_groups))]
 
 
 class GlobalStepOptimizer(ValidatedOptimizer):

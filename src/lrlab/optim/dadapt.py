@@ -115,11 +115,7 @@ class DAdaptSGD(GlobalStepOptimizer):
         num_parts: list[torch.Tensor] = []
         sq_parts: list[torch.Tensor] = []
         for group, params, grads in gathered:
-            states = [self.state[p] for p in params]
-            for p, st in zip(params, states, strict=True):
-                if "s" not in st:
-                    st["s"] = torch.zeros_like(p)
-                    st["x0"] = p.detach().clone()
+            states = self._states(params, zeros=("s",), copies=("x0",))
             s_all = [st["s"] for st in states]
             x0_all = [st["x0"] for st in states]
             for sl in chunks(params):
@@ -226,12 +222,7 @@ class DAdaptAdam(GlobalStepOptimizer):
         numerator_acc = 0.0
         l1 = 0.0
         for group, params, grads in active:
-            states = [self.state[p] for p in params]
-            for p, st in zip(params, states, strict=True):
-                if "s" not in st:
-                    st["s"] = torch.zeros_like(p)
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
+            states = self._states(params, zeros=("s", "exp_avg", "exp_avg_sq"))
             r, eps = group["layer_scale"], group["eps"]
             decay = 0.0 if decouple else group["weight_decay"]
             group_dots: list[torch.Tensor] = []

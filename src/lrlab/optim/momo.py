@@ -288,13 +288,9 @@ class MomoAdam(_MomoBase):
         for group in self.param_groups:
             params = with_grad(group)
             grads = [p.grad for p in params]
-            for p in params:
-                state = self.state[p]
-                if "grad_avg" not in state:
-                    state["grad_avg"] = torch.zeros_like(p)
-                    state["grad_avg_sq"] = torch.zeros_like(p)
-            avgs = [self.state[p]["grad_avg"] for p in params]
-            sqs = [self.state[p]["grad_avg_sq"] for p in params]
+            states = self._states(params, zeros=("grad_avg", "grad_avg_sq"))
+            avgs = [st["grad_avg"] for st in states]
+            sqs = [st["grad_avg_sq"] for st in states]
             active.append((params, avgs, sqs))
             if not params:
                 continue

@@ -119,15 +119,19 @@ class _BuiltInScheduleFree(_ScheduleFree):
         group["scheduled_lr"] = lr
         return lr, _averaging_weight(group, lr, group["r"], group["weight_lr_power"])
 
-    def _active(self, group: dict[str, Any], extra: tuple[str, ...] = ()) -> list[torch.Tensor]:
-        params = with_grad(group)
-        for p in params:
-            state = self.state[p]
-            if "z" not in state:
-                state["z"] = p.detach().clone()
-                for name in extra:
-                    state[name] = torch.zeros_like(p)
-        return params
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        """Update the group's parameters with step size ``lr`` and averaging weight ``c``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step (train mode only)."""
+        self._require_train_mode()
+        loss = evaluate(closure)
+        for group in self.param_groups:
+            self._step_group(group, *self._schedule(group))
+            group["k"] += 1
+        return loss
 
 
 class SGDScheduleFree(_BuiltInScheduleFree):
@@ -182,24 +186,16 @@ class SGDScheduleFree(_BuiltInScheduleFree):
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["momentum"]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Schedule-Free SGD step (train mode only)."""
-        self._require_train_mode()
-        loss = evaluate(closure)
-        for group in self.param_groups:
-            lr, c = self._schedule(group)
-            params = self._active(group)
-            if params:
-                grads = [p.grad for p in params]
-                zs = [self.state[p]["z"] for p in params]
-                if group["weight_decay"] != 0:
-                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-                torch._foreach_lerp_(params, zs, c)
-                torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
-                torch._foreach_add_(zs, grads, alpha=-lr)
-            group["k"] += 1
-        return loss
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        params = with_grad(group)
+        if params:
+            grads = [p.grad for p in params]
+            zs = [st["z"] for st in self._states(params, copies=("z",))]
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+            torch._foreach_lerp_(params, zs, c)
+            torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
+            torch._foreach_add_(zs, grads, alpha=-lr)
 
 
 class AdamWScheduleFree(_BuiltInScheduleFree):
@@ -258,35 +254,28 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["betas"][0]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Schedule-Free AdamW step (train mode only)."""
-        self._require_train_mode()
-        loss = evaluate(closure)
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            bc2 = 1.0 - beta2 ** (group["k"] + 1)
-            lr, c = self._schedule(group)
-            params = self._active(group, extra=("exp_avg_sq",))
-            if params:
-                grads = [p.grad for p in params]
-                zs = [self.state[p]["z"] for p in params]
-                sqs = [self.state[p]["exp_avg_sq"] for p in params]
-                torch._foreach_mul_(sqs, beta2)
-                torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
-                for g_c, v_c in batches(grads, sqs):
-                    denom = torch._foreach_mul(v_c, 1.0 / bc2)
-                    torch._foreach_sqrt_(denom)
-                    torch._foreach_add_(denom, group["eps"])
-                    torch._foreach_div_(g_c, denom)
-                    del denom
-                if group["weight_decay"] != 0:
-                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-                torch._foreach_lerp_(params, zs, c)
-                torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
-                torch._foreach_add_(zs, grads, alpha=-lr)
-            group["k"] += 1
-        return loss
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        beta1, beta2 = group["betas"]
+        bc2 = 1.0 - beta2 ** (group["k"] + 1)
+        params = with_grad(group)
+        if params:
+            grads = [p.grad for p in params]
+            states = self._states(params, zeros=("exp_avg_sq",), copies=("z",))
+            zs = [st["z"] for st in states]
+            sqs = [st["exp_avg_sq"] for st in states]
+            torch._foreach_mul_(sqs, beta2)
+            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
+            for g_c, v_c in batches(grads, sqs):
+                denom = torch._foreach_mul(v_c, 1.0 / bc2)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, group["eps"])
+                torch._foreach_div_(g_c, denom)
+                del denom
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+            torch._foreach_lerp_(params, zs, c)
+            torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
+            torch._foreach_add_(zs, grads, alpha=-lr)
 
 
 class ScheduleFreeWrapper(_ScheduleFree):
@@ -384,10 +373,7 @@ class ScheduleFreeWrapper(_ScheduleFree):
         active = []
         for group in self.param_groups:
             params = with_grad(group)
-            for p in params:
-                if "z" not in self.state[p]:
-                    self.state[p]["z"] = p.detach().clone()
-            zs = [self.state[p]["z"] for p in params]
+            zs = [st["z"] for st in self._states(params, copies=("z",))]
             active.append((params, zs))
             if not params:
                 continue
