@@ -16,7 +16,14 @@ from typing import Any
 import torch
 
 from lrlab.optim._foreach import Scratch
-from lrlab.optim._validate import check_shared
+from lrlab.optim._validate import (
+    check_growth_rate,
+    check_lr,
+    check_nonneg,
+    check_positive,
+    check_shared,
+    common_lr,
+)
 
 
 def evaluate(closure: Callable[[], Any] | None) -> Any:
@@ -132,6 +139,19 @@ class GlobalStepOptimizer(ValidatedOptimizer):
         if len(self.param_groups) > 1:
             first, group = self.param_groups[0], self.param_groups[-1]
             group.update({key: first[key] for key in self.GLOBALS if key in first})
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """The options every such optimizer has; subclasses check theirs after these."""
+        check_lr(group["lr"])
+        check_nonneg("weight_decay", group["weight_decay"])
+        check_positive("d0", group["d0"])
+        check_growth_rate(group["growth_rate"])
+
+    def _common_lr(self) -> float:
+        """Re-check the optimizer-wide options (they may have been changed since the groups
+        were added) and return the ``lr`` shared by the groups that are not frozen."""
+        check_shared(self.param_groups, self.SHARED)
+        return common_lr(self.param_groups)
 
     def _sync(self, values: dict[str, Any]) -> None:
         """Write the global scalars into every group (so each group's state_dict entry has

@@ -37,12 +37,8 @@ from lrlab.optim._validate import (
     check_beta,
     check_betas,
     check_bool,
-    check_growth_rate,
-    check_lr,
     check_nonneg,
     check_positive,
-    check_shared,
-    common_lr,
 )
 
 Closure = Callable[[], Any] | None
@@ -86,18 +82,14 @@ class DAdaptSGD(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         check_beta("momentum", group["momentum"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
         loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         first = groups[0]
         d, k = first["d"], first["k"]
         ck = 1.0 - first["momentum"]
@@ -191,22 +183,18 @@ class DAdaptAdam(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         group["betas"] = check_betas(group["betas"])
         check_positive("eps", group["eps"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_bool("decouple", group["decouple"])
         check_bool("use_bias_correction", group["use_bias_correction"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
         check_nonneg("layer_scale", group["layer_scale"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
         loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         if lr == 0:
             return loss
         first = groups[0]
@@ -306,19 +294,15 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         check_beta("momentum", group["momentum"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_positive("eps", group["eps"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
         loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         first = groups[0]
         d, k = first["d"], first["k"]
         ck = 1.0 - first["momentum"]

@@ -24,13 +24,8 @@ from lrlab.optim._validate import (
     check_beta,
     check_betas,
     check_bool,
-    check_growth_rate,
-    check_lr,
-    check_nonneg,
     check_positive,
-    check_shared,
     check_slice,
-    common_lr,
 )
 
 
@@ -98,18 +93,15 @@ class Prodigy(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         group["betas"] = check_betas(group["betas"])
         if group["beta3"] is not None:
             group["beta3"] = check_beta("beta3", group["beta3"])
         check_positive("eps", group["eps"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_bool("decouple", group["decouple"])
         check_bool("use_bias_correction", group["use_bias_correction"])
         check_bool("safeguard_warmup", group["safeguard_warmup"])
-        check_positive("d0", group["d0"])
         check_positive("d_coef", group["d_coef"])
-        check_growth_rate(group["growth_rate"])
         group["slice_p"] = check_slice(group["slice_p"])
 
     def _init_state(self, p: torch.Tensor, slice_p: int, keep_avg: bool) -> dict[str, Any]:
@@ -128,9 +120,8 @@ class Prodigy(GlobalStepOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         if lr == 0:
             return loss
         first = groups[0]
