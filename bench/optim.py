@@ -1,29 +1,42 @@
-"""Per-step time and memory of lrlab.optim vs the reference packages and torch AdamW (CPU).
+"""Per-step time and memory of every lrlab.optim optimizer vs its reference package and
+``torch.optim.AdamW(foreach=True)``; optionally the achieved memory bandwidth on a GPU.
 
-Model: 10 Linear(1000, 1000) layers (10.01M float32 parameters) with fixed synthetic gradients
-(no forward/backward: only ``optimizer.step()`` is timed). One thread (``torch.set_num_threads(1)``)
-so that runs on a shared machine are comparable.
+Model: ``--layers`` Linear(``--width``, ``--width``) layers (default 10 x 1000: 10.01M float32
+parameters) with fixed synthetic gradients (no forward/backward: only ``optimizer.step()`` is
+timed). One thread (``torch.set_num_threads(1)``) so that runs on a shared machine are comparable.
+MoMo's steps get a fixed loss value bound in (the cost does not depend on it); the reference
+Schedule-Free optimizers are switched to train mode (they start in eval mode). The peer of the
+primal-averaging SGD is ``torch.optim.SGD`` heavy ball (the same method under a constant lr); MDA
+has no reference package.
 
-Time: for each case, ours, the reference and ``torch.optim.AdamW(foreach=True)`` are stepped in
-turn (interleaved, rotating who goes first), each on its own copy of the model; after warm-up the
-median (and the minimum, less sensitive to other load on a shared machine) of the per-step wall
-times is reported, and ratios are taken within the case.
+Time: for each case, ours, the reference and AdamW are stepped in turn (interleaved, rotating who
+goes first), each on its own copy of the model; after warm-up the median (and the minimum, less
+sensitive to other load on a shared machine) of the per-step wall times is reported, and ratios
+are taken within the case.
 
 Memory, two figures per optimizer:
 - ``state_mb``: bytes of all tensors in the optimizer state after warm-up (for a wrapper, its own
   state plus the base optimizer's);
 - ``peak_mb``: the process's peak resident set (VmHWM) minus its resident set once the model and
   gradients exist, over construction and 3 steps, measured in a fresh child process per
-  optimizer (after one step on a tiny model, so library loading is not counted; glibc's mmap
+  optimizer (after two steps on a tiny model, so library loading is not counted; glibc's mmap
   threshold fixed at 128 KiB so freed tensors leave the resident set at once): state, work
   buffers and the largest temporaries of a step.
 
-Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``).
+``--bandwidth`` (use ``--device cuda --width 4096 --layers 6`` for >= 100M parameters) reports
+instead each method's achieved memory bandwidth, ``bytes moved / step time``, as a fraction of the
+device's peak ``--peak-gbs``; bytes moved per step = ``TRAFFIC`` (tensors of parameter size read
++ written per element by our kernels) x parameters x 4 bytes. It also runs with ``--device cpu``
+(then give the machine's own ``--peak-gbs``).
+
+Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``);
+``python bench/optim.py --bandwidth --device cuda`` (writes ``bench/results/optim_bw_cuda.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -39,68 +52,107 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lrlab.optim import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, Mechanic, Prodigy  # noqa: E402
+import dadaptation  # noqa: E402
+import madgrad as madgrad_ref  # noqa: E402
+import momo as momo_ref  # noqa: E402
+import prodigyopt  # noqa: E402
+import schedulefree as sf_ref  # noqa: E402
+from mechanic_pytorch import mechanize  # noqa: E402
+
+from lrlab.optim import (  # noqa: E402
+    MADGRAD,
+    MDA,
+    AdamWScheduleFree,
+    DAdaptAdaGrad,
+    DAdaptAdam,
+    DAdaptSGD,
+    Mechanic,
+    MirrorMADGRAD,
+    Momo,
+    MomoAdam,
+    PrimalAveragingSGD,
+    Prodigy,
+    ScheduleFreeWrapper,
+    SGDScheduleFree,
+)
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-LAYERS, WIDTH = 10, 1000
 WARMUP, STEPS = 3, 25
-
-
-def _dadapt(name: str, **kw: Any) -> Factory:
-    def make(params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        import dadaptation
-
-        return getattr(dadaptation, name)(params, **kw)
-
-    return make
-
-
-def _prodigy_ref(params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    import prodigyopt
-
-    return prodigyopt.Prodigy(params)
-
-
-def _mechanic_ref(base: type, **kw: Any) -> Factory:
-    def make(params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        from mechanic_pytorch import mechanize
-
-        return mechanize(base)(params, **kw)
-
-    return make
 
 
 def adamw(params: list[torch.Tensor]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-3, foreach=True)
 
 
-# (name, our factory, reference factory or None); other optimizer families append rows here.
+def _with_loss(make: Callable[..., Any]) -> Factory:
+    def build(params: list[torch.Tensor]) -> Any:
+        opt = make(params)
+        opt.step = functools.partial(opt.step, loss=torch.tensor(1.0))
+        return opt
+
+    return build
+
+
+def _in_train_mode(make: Callable[..., Any]) -> Factory:
+    def build(params: list[torch.Tensor]) -> Any:
+        opt = make(params)
+        opt.train()
+        return opt
+
+    return build
+
+
+# (name, our factory, reference factory or None)
 CASES: list[tuple[str, Factory, Factory | None]] = [
-    ("DAdaptSGD", lambda p: DAdaptSGD(p, momentum=0.9), _dadapt("DAdaptSGD", momentum=0.9)),
-    ("DAdaptAdam", DAdaptAdam, _dadapt("DAdaptAdam")),
-    ("DAdaptAdaGrad", DAdaptAdaGrad, _dadapt("DAdaptAdaGrad")),
-    ("Prodigy", Prodigy, _prodigy_ref),
+    ("DAdaptSGD", lambda p: DAdaptSGD(p, momentum=0.9),
+     lambda p: dadaptation.DAdaptSGD(p, momentum=0.9)),
+    ("DAdaptAdam", DAdaptAdam, dadaptation.DAdaptAdam),
+    ("DAdaptAdaGrad", DAdaptAdaGrad, dadaptation.DAdaptAdaGrad),
+    ("Prodigy", Prodigy, prodigyopt.Prodigy),
     ("Mechanic(SGD)", lambda p: Mechanic(torch.optim.SGD(p, lr=0.01, momentum=0.9)),
-     _mechanic_ref(torch.optim.SGD, lr=0.01, momentum=0.9)),
-    ("Mechanic(AdamW)", lambda p: Mechanic(torch.optim.AdamW(p, lr=1e-3, foreach=True)),
-     _mechanic_ref(torch.optim.AdamW, lr=1e-3, foreach=True)),
+     lambda p: mechanize(torch.optim.SGD)(p, lr=0.01, momentum=0.9)),
+    ("Mechanic(AdamW)", lambda p: Mechanic(adamw(p)),
+     lambda p: mechanize(torch.optim.AdamW)(p, lr=1e-3, foreach=True)),
+    ("Momo", _with_loss(Momo), _with_loss(momo_ref.Momo)),
+    ("MomoAdam", _with_loss(MomoAdam), _with_loss(momo_ref.MomoAdam)),
+    ("SGDScheduleFree", SGDScheduleFree, _in_train_mode(sf_ref.SGDScheduleFree)),
+    ("AdamWScheduleFree", AdamWScheduleFree, _in_train_mode(sf_ref.AdamWScheduleFree)),
+    ("ScheduleFree(SGD)", lambda p: ScheduleFreeWrapper(torch.optim.SGD(p, lr=0.1)),
+     _in_train_mode(lambda p: sf_ref.ScheduleFreeWrapper(torch.optim.SGD(p, lr=0.1)))),
+    ("MADGRAD", MADGRAD, madgrad_ref.MADGRAD),
+    ("MirrorMADGRAD", MirrorMADGRAD, madgrad_ref.MirrorMADGRAD),
+    ("MDA", MDA, None),
+    ("PrimalAveragingSGD", lambda p: PrimalAveragingSGD(p, lr=1.0, momentum=0.9),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=True)),
 ]
 
+# Tensors of parameter size read + written per element by one step of our implementation
+# (parameters, gradient, state buffers, work buffers and chunked temporaries; each foreach op
+# counts its operands, an in-place target as read + write), for the bandwidth figure.
+TRAFFIC = {
+    "DAdaptSGD": 17, "DAdaptAdam": 36, "DAdaptAdaGrad": 35, "Prodigy": 32,
+    "Mechanic(SGD)": 42, "Mechanic(AdamW)": 54, "Momo": 13, "MomoAdam": 35,
+    "SGDScheduleFree": 9, "AdamWScheduleFree": 23, "ScheduleFree(SGD)": 12, "MADGRAD": 19,
+    "MirrorMADGRAD": 22, "MDA": 9, "PrimalAveragingSGD": 6, "AdamW": 20,
+}
 
-def make_model(seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
+
+def make_model(layers: int, width: int, device: str = "cpu") -> list[torch.Tensor]:
+    g = torch.Generator(device=device).manual_seed(0)
     params = []
-    for _ in range(LAYERS):
+    for _ in range(layers):
         # filled in place: no temporaries that would raise the peak RSS before the optimizer runs
-        w = torch.empty(WIDTH, WIDTH).normal_(0.0, WIDTH**-0.5, generator=g).requires_grad_()
-        b = torch.empty(WIDTH).uniform_(-0.01, 0.01, generator=g).requires_grad_()
+        w = torch.empty(width, width, device=device).normal_(0.0, width**-0.5, generator=g)
+        b = torch.empty(width, device=device).uniform_(-0.01, 0.01, generator=g)
         for p in (w, b):
+            p.requires_grad_()
             p.grad = torch.empty_like(p).normal_(0.0, 1e-3, generator=g)
         params += [w, b]
     return params
 
 
-def state_bytes(opt: torch.optim.Optimizer) -> int:
+def state_bytes(opt: Any) -> int:
+    """Bytes of the tensors in the optimizer's state (and a wrapped base optimizer's)."""
     seen: set[int] = set()
 
     def walk(obj: Any) -> int:
@@ -115,40 +167,18 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
             return sum(walk(v) for v in obj)
         return 0
 
-    total = walk(dict(opt.state))
-    if isinstance(opt, Mechanic):
-        total += walk(opt.tuner) + walk(dict(opt.base.state))
+    total = walk(dict(opt.state)) + walk(getattr(opt, "tuner", {}))
+    base = getattr(opt, "base", None)
+    if isinstance(base, torch.optim.Optimizer):
+        total += walk(dict(base.state))
     return total
 
 
-def child_peak(case: str, side: str) -> float:
-    """Peak RSS growth (MB) for one optimizer, measured in a fresh interpreter."""
-    # glibc's mmap threshold fixed at 128 KiB: every freed tensor leaves the resident set at
-    # once, so the peak counts live bytes rather than the allocator's caching of the moment
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", case, side],
-        capture_output=True, text=True, check=True, env=env,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def run_child(case: str, side: str) -> None:
-    torch.set_num_threads(1)
-    factories = {name: (ours, ref) for name, ours, ref in CASES}
-    factory = adamw if side == "adamw" else factories[case][0 if side == "ours" else 1]
-    # one step on a tiny model first: loads the kernels and libraries the method uses, so their
-    # one-time memory is not counted against the optimizer
-    tiny = [torch.zeros(4, 4).normal_().requires_grad_() for _ in range(2)]
-    for p in tiny:
-        p.grad = torch.ones_like(p)
-    factory(tiny).step()
-    params = make_model()
-    base_kib = _status_kib("VmRSS")
-    opt = factory(params)
-    for _ in range(3):
-        opt.step()
-    print((_status_kib("VmHWM") - base_kib) / 1024)
+def _factory(case: str, side: str) -> Factory:
+    if side == "adamw":
+        return adamw
+    ours, ref = {name: (o, r) for name, o, r in CASES}[case]
+    return ours if side == "ours" else ref
 
 
 def _status_kib(key: str) -> int:
@@ -160,85 +190,146 @@ def _status_kib(key: str) -> int:
     raise RuntimeError(f"{key} not in /proc/self/status")
 
 
-def time_case(factories: list[Factory]) -> tuple[list[float], list[float], list[int]]:
+def run_child(case: str, side: str, layers: int, width: int) -> None:
+    torch.set_num_threads(1)
+    factory = _factory(case, side)
+    warm = factory(make_model(2, 8))
+    for _ in range(2):
+        warm.step()  # loads the kernels and libraries the method uses: not counted below
+    del warm
+    params = make_model(layers, width)
+    base_kib = _status_kib("VmRSS")
+    opt = factory(params)
+    for _ in range(3):
+        opt.step()
+    print((_status_kib("VmHWM") - base_kib) / 1024)
+
+
+def child_peak(case: str, side: str, layers: int, width: int) -> float:
+    """Peak RSS growth (MB) for one optimizer, measured in a fresh interpreter."""
+    # glibc's mmap threshold fixed at 128 KiB: every freed tensor leaves the resident set at
+    # once, so the peak counts live bytes rather than the allocator's caching of the moment
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", case, side, "--layers", str(layers),
+         "--width", str(width)],
+        capture_output=True, text=True, check=True, env=env,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def time_steps(factories: list[Factory], layers: int, width: int, device: str, warmup: int,
+               steps: int) -> tuple[list[float], list[float], list[int]]:
     """Median and minimum step time of each optimizer, and its state bytes.
 
     Steps are interleaved, one of each optimizer per round, starting with a different one each
     round so that no method always follows the same neighbour."""
-    models = [make_model() for _ in factories]
+    models = [make_model(layers, width, device) for _ in factories]
     opts = [f(m) for f, m in zip(factories, models, strict=True)]
     times: list[list[float]] = [[] for _ in opts]
-    for i in range(WARMUP + STEPS):
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for i in range(warmup + steps):
         for r in range(len(opts)):
             j = (i + r) % len(opts)
+            sync()
             t0 = time.perf_counter()
             opts[j].step()
-            dt = time.perf_counter() - t0
-            if i >= WARMUP:
-                times[j].append(dt)
+            sync()
+            if i >= warmup:
+                times[j].append(time.perf_counter() - t0)
     return ([statistics.median(t) for t in times], [min(t) for t in times],
             [state_bytes(o) for o in opts])
 
 
-def main() -> None:
-    torch.set_num_threads(1)
+def compare_main(layers: int, width: int) -> None:
     rows = []
-    adamw_peak = child_peak("", "adamw")
+    adamw_peak = child_peak("", "adamw", layers, width)
     for name, ours, ref in CASES:
         factories = [ours, adamw] + ([ref] if ref is not None else [])
-        med, best, mem = time_case(factories)
+        med, best, mem = time_steps(factories, layers, width, "cpu", WARMUP, STEPS)
         row: dict[str, Any] = {
             "method": name,
             "ours_ms": 1e3 * med[0], "adamw_ms": 1e3 * med[1],
             "ours_min_ms": 1e3 * best[0], "adamw_min_ms": 1e3 * best[1],
-            "min_time_vs_adamw": best[0] / best[1],
+            "time_vs_adamw": med[0] / med[1], "min_time_vs_adamw": best[0] / best[1],
             "ours_state_mb": mem[0] / 2**20, "adamw_state_mb": mem[1] / 2**20,
-            "ours_peak_mb": child_peak(name, "ours"), "adamw_peak_mb": adamw_peak,
-            "time_vs_adamw": med[0] / med[1],
+            "ours_peak_mb": child_peak(name, "ours", layers, width), "adamw_peak_mb": adamw_peak,
         }
         if ref is not None:
             row.update({
-                "ref_ms": 1e3 * med[2], "ref_state_mb": mem[2] / 2**20,
-                "ref_min_ms": 1e3 * best[2], "min_time_vs_ref": best[0] / best[2],
-                "ref_peak_mb": child_peak(name, "ref"),
-                "time_vs_ref": med[0] / med[2],
+                "ref_ms": 1e3 * med[2], "ref_min_ms": 1e3 * best[2],
+                "time_vs_ref": med[0] / med[2], "min_time_vs_ref": best[0] / best[2],
+                "ref_state_mb": mem[2] / 2**20,
+                "ref_peak_mb": child_peak(name, "ref", layers, width),
             })
-            row["state_vs_ref"] = row["ours_state_mb"] / row["ref_state_mb"]
-            row["peak_vs_ref"] = row["ours_peak_mb"] / row["ref_peak_mb"]
+            row["state_vs_ref"] = row["ours_state_mb"] / max(row["ref_state_mb"], 1e-9)
+            row["peak_vs_ref"] = row["ours_peak_mb"] / max(row["ref_peak_mb"], 1e-9)
         rows.append(row)
         print(f"done {name}", file=sys.stderr)
+    print_table(rows)
+    print(f"AdamW(foreach) state {rows[0]['adamw_state_mb']:.0f} MB, peak {adamw_peak:.0f} MB")
+    meta = {
+        "params": layers * (width * width + width), "dtype": "float32", "threads": 1,
+        "warmup_steps": WARMUP, "timed_steps": STEPS, "torch": torch.__version__,
+        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+    }
+    write("optim.json", {"meta": meta, "rows": rows})
 
-    head = (f"{'method':<16}{'ours ms':>9}{'ref ms':>9}{'AdamW ms':>10}{'t/ref':>7}{'t/AdamW':>9}"
-            f"{'min t/ref':>11}{'min t/AdamW':>13}{'state MB ours/ref':>19}"
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (f"{'method':<20}{'ours ms':>9}{'ref ms':>9}{'AdamW ms':>10}{'t/ref':>7}"
+            f"{'t/AdamW':>9}{'min t/ref':>11}{'min t/AdamW':>13}{'state MB ours/ref':>19}"
             f"{'peak MB ours/ref':>18}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        ref_ms = f"{r['ref_ms']:9.1f}" if "ref_ms" in r else f"{'-':>9}"
-        t_ref = f"{r['time_vs_ref']:7.2f}" if "ref_ms" in r else f"{'-':>7}"
-        st = f"{r['ours_state_mb']:.0f}/{r.get('ref_state_mb', float('nan')):.0f}"
-        pk = f"{r['ours_peak_mb']:.0f}/{r.get('ref_peak_mb', float('nan')):.0f}"
-        m_ref = f"{r['min_time_vs_ref']:11.2f}" if "ref_ms" in r else f"{'-':>11}"
-        print(f"{r['method']:<16}{r['ours_ms']:9.1f}{ref_ms}{r['adamw_ms']:10.1f}{t_ref}"
+        has_ref = "ref_ms" in r
+        ref_ms = f"{r['ref_ms']:9.1f}" if has_ref else f"{'-':>9}"
+        t_ref = f"{r['time_vs_ref']:7.2f}" if has_ref else f"{'-':>7}"
+        m_ref = f"{r['min_time_vs_ref']:11.2f}" if has_ref else f"{'-':>11}"
+        st = f"{r['ours_state_mb']:.0f}/" + (f"{r['ref_state_mb']:.0f}" if has_ref else "-")
+        pk = f"{r['ours_peak_mb']:.0f}/" + (f"{r['ref_peak_mb']:.0f}" if has_ref else "-")
+        print(f"{r['method']:<20}{r['ours_ms']:9.1f}{ref_ms}{r['adamw_ms']:10.1f}{t_ref}"
               f"{r['time_vs_adamw']:9.2f}{m_ref}{r['min_time_vs_adamw']:13.2f}{st:>19}{pk:>18}")
-    print(f"AdamW(foreach) state {rows[0]['adamw_state_mb']:.0f} MB, peak {adamw_peak:.0f} MB")
 
-    out = Path(__file__).resolve().parent / "results" / "optim.json"
+
+def bandwidth_main(device: str, layers: int, width: int, peak_gbs: float) -> None:
+    n = layers * (width * width + width)
+    rows = []
+    for name, ours, _ in [*CASES, ("AdamW", adamw, None)]:
+        sec = time_steps([ours], layers, width, device, warmup=5, steps=20)[0][0]
+        gbs = TRAFFIC[name] * n * 4 / sec / 1e9
+        rows.append({"method": name, "ms": 1e3 * sec, "gb_per_s": gbs,
+                     "fraction_of_peak": gbs / peak_gbs})
+        print(f"{name:<20}{1e3 * sec:9.2f} ms {gbs:8.1f} GB/s {gbs / peak_gbs:6.1%}")
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    meta = {"device": name, "params": n, "dtype": "float32", "peak_gbs": peak_gbs,
+            "torch": torch.__version__}
+    write(f"optim_bw_{device}.json", {"meta": meta, "rows": rows})
+
+
+def write(name: str, payload: dict[str, Any]) -> None:
+    out = Path(__file__).resolve().parent / "results" / name
     out.parent.mkdir(exist_ok=True)
-    meta = {
-        "params": sum(p.numel() for p in make_model()), "dtype": "float32", "threads": 1,
-        "warmup_steps": WARMUP, "timed_steps": STEPS, "torch": torch.__version__,
-        "machine": platform.machine(), "cpu_count_visible": torch.get_num_threads(),
-    }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--bandwidth", action="store_true",
+                        help="report achieved memory bandwidth instead of the peer comparison")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--peak-gbs", type=float, default=3350.0,
+                        help="device peak memory bandwidth in GB/s (H100 SXM: 3350)")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     if args.child:
-        run_child(*args.child)
+        run_child(*args.child, args.layers, args.width)
+    elif args.bandwidth:
+        bandwidth_main(args.device, args.layers, args.width, args.peak_gbs)
     else:
-        main()
+        compare_main(args.layers, args.width)

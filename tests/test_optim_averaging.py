@@ -3,15 +3,15 @@ import math
 import pytest
 import torch
 
-from _optim_harness import (
-    assert_parity,
-    assert_resumes,
-    backward,
+from lrlab.optim.averaging import MDA, PrimalAveragingSGD
+from optim_harness import (
     clone_params,
+    compute_grads,
     make_params,
     max_rel_diff,
+    run_parity,
+    run_resume,
 )
-from lrlab.optim.averaging import MDA, PrimalAveragingSGD
 
 
 def lr_at(t: int, base: float) -> float:
@@ -26,9 +26,9 @@ def run_against_recurrence(opt_cls, recurrence, lr, momentum, weight_decay, step
     memory = {}
     for t in range(steps):
         opt.param_groups[0]["lr"] = lr_at(t, lr)
-        backward(ours, t)
+        compute_grads(ours, t)
         opt.step()
-        backward(mirror, t)
+        compute_grads(mirror, t)
         with torch.no_grad():
             for i, x in enumerate(mirror):
                 g = x.grad + weight_decay * x
@@ -68,7 +68,7 @@ def test_primal_averaging_follows_its_recurrence(momentum, weight_decay):
 )
 def test_primal_averaging_equals_heavy_ball_under_constant_lr(lr, beta, weight_decay):
     # z0 = x0, c = 1 - beta, eta = lr / (1 - beta)  <=>  SGD(lr, momentum=beta), buffer = g0
-    assert_parity(
+    run_parity(
         lambda p: PrimalAveragingSGD(
             p, lr=lr / (1 - beta), momentum=beta, weight_decay=weight_decay
         ),
@@ -85,9 +85,9 @@ def test_primal_averaging_differs_from_heavy_ball_when_lr_changes():
         scale = 1.0 if t < 10 else 0.1
         oa.param_groups[0]["lr"] = 1.0 * scale
         ob.param_groups[0]["lr"] = 0.1 * scale
-        backward(pa, t)
+        compute_grads(pa, t)
         oa.step()
-        backward(pb, t)
+        compute_grads(pb, t)
         ob.step()
     assert max_rel_diff(pa, pb) > 1e-6
 
@@ -100,14 +100,14 @@ def test_primal_averaging_differs_from_heavy_ball_when_lr_changes():
     ],
 )
 def test_resume_is_exact(make):
-    assert_resumes(make)
+    run_resume(make)
 
 
 def test_effective_lr():
     params = make_params(0)
     mda = MDA(params, lr=0.1)
     for t in range(3):
-        backward(params, t)
+        compute_grads(params, t)
         mda.step()
     assert mda.effective_lr() == [pytest.approx(0.1 * math.sqrt(3))]
     assert PrimalAveragingSGD(clone_params(params), lr=0.7).effective_lr() == [0.7]
@@ -118,7 +118,7 @@ def test_gradients_are_not_modified_and_params_without_grad_are_skipped():
     frozen = torch.ones(2, dtype=torch.float64, requires_grad=True)
     for cls in (MDA, PrimalAveragingSGD):
         opt = cls([*params, frozen], weight_decay=0.1)
-        backward(params, 0)
+        compute_grads(params, 0)
         grads = [p.grad.clone() for p in params]
         opt.step()
         assert all(torch.equal(p.grad, g) for p, g in zip(params, grads, strict=True))
@@ -145,6 +145,6 @@ def test_negative_lr_from_a_schedule_is_caught_at_step():
     params = make_params(0)
     opt = MDA(params)
     opt.param_groups[0]["lr"] = -0.1
-    backward(params, 0)
+    compute_grads(params, 0)
     with pytest.raises(ValueError, match="lr"):
         opt.step()

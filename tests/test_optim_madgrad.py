@@ -4,8 +4,8 @@ import madgrad as ref
 import pytest
 import torch
 
-from _optim_harness import assert_parity, assert_resumes, backward, make_params
 from lrlab.optim.madgrad import MADGRAD, MirrorMADGRAD
+from optim_harness import compute_grads, make_params, run_parity, run_resume
 
 MADGRAD_OPTIONS = [
     {"lr": 0.05},
@@ -28,12 +28,12 @@ MIRROR_OPTIONS = [
 
 @pytest.mark.parametrize("options", MADGRAD_OPTIONS)
 def test_madgrad_matches_reference(options):
-    assert_parity(lambda p: MADGRAD(p, **options), lambda p: ref.MADGRAD(p, **options))
+    run_parity(lambda p: MADGRAD(p, **options), lambda p: ref.MADGRAD(p, **options))
 
 
 @pytest.mark.parametrize("options", MIRROR_OPTIONS)
 def test_mirror_madgrad_matches_reference(options):
-    assert_parity(
+    run_parity(
         lambda p: MirrorMADGRAD(p, **options), lambda p: ref.MirrorMADGRAD(p, **options)
     )
 
@@ -47,7 +47,7 @@ def test_mirror_madgrad_matches_reference(options):
     ],
 )
 def test_resume_is_exact(make):
-    assert_resumes(make)
+    run_resume(make)
 
 
 def test_zero_denominator_without_eps_keeps_the_coordinate_finite():
@@ -58,7 +58,7 @@ def test_zero_denominator_without_eps_keeps_the_coordinate_finite():
     for opt in (MADGRAD([*params, idle], lr=0.05, eps=0.0, momentum=0.0),
                 MirrorMADGRAD([*params, idle], lr=0.05)):
         for t in range(5):
-            backward(params, t)
+            compute_grads(params, t)
             idle.grad = torch.zeros_like(idle)
             opt.step()
         assert torch.equal(idle, torch.full((3,), 2.0, dtype=torch.float64))
@@ -70,12 +70,12 @@ def test_effective_lr_is_the_dual_weight():
     opt = MADGRAD(params, lr=0.1, eps=0.0)
     assert opt.effective_lr() == [0.0]
     for t in range(4):
-        backward(params, t)
+        compute_grads(params, t)
         opt.step()
     assert opt.effective_lr() == [pytest.approx(0.1 * math.sqrt(4))]
     mirror = MirrorMADGRAD(params, lr=0.1)
     for t in range(8):
-        backward(params, t)
+        compute_grads(params, t)
         mirror.step()
     assert mirror.effective_lr() == [pytest.approx(0.1 * 8 ** (1 / 3))]
 
@@ -86,7 +86,7 @@ def test_params_without_grad_are_skipped():
     for cls in (MADGRAD, MirrorMADGRAD):
         opt = cls([*params, frozen], weight_decay=0.1)
         for t in range(3):
-            backward(params, t)
+            compute_grads(params, t)
             opt.step()
         assert torch.equal(frozen, torch.ones(2, dtype=torch.float64))
         assert frozen not in opt.state
@@ -117,7 +117,7 @@ def test_two_groups_with_different_options_match_reference(ours, reference):
         return [{"params": p[:2], "lr": 0.02, "momentum": 0.5},
                 {"params": p[2:], "lr": 0.01, "weight_decay": 0.05, "decouple_decay": True}]
 
-    assert_parity(lambda p: ours(groups(p)), lambda p: reference(groups(p)))
+    run_parity(lambda p: ours(groups(p)), lambda p: reference(groups(p)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

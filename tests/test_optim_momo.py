@@ -4,15 +4,15 @@ import momo as ref
 import pytest
 import torch
 
-from _optim_harness import (
-    assert_parity,
-    assert_resumes,
-    backward,
+from lrlab.optim.momo import Momo, MomoAdam
+from optim_harness import (
     clone_params,
+    compute_grads,
     make_params,
     roundtrip,
+    run_parity,
+    run_resume,
 )
-from lrlab.optim.momo import Momo, MomoAdam
 
 MOMO_OPTIONS = [
     {},
@@ -36,12 +36,12 @@ MOMO_ADAM_OPTIONS = [
 
 @pytest.mark.parametrize("options", MOMO_OPTIONS)
 def test_momo_matches_reference(options):
-    assert_parity(lambda p: Momo(p, **options), lambda p: ref.Momo(p, **options), needs_loss=True)
+    run_parity(lambda p: Momo(p, **options), lambda p: ref.Momo(p, **options), needs_loss=True)
 
 
 @pytest.mark.parametrize("options", MOMO_ADAM_OPTIONS)
 def test_momo_adam_matches_reference(options):
-    assert_parity(
+    run_parity(
         lambda p: MomoAdam(p, **options), lambda p: ref.MomoAdam(p, **options), needs_loss=True
     )
 
@@ -52,7 +52,7 @@ def test_step_size_is_both_capped_and_adaptive_on_the_test_problem():
     opt = Momo(params, lr=1.0)
     taus = []
     for t in range(100):
-        opt.step(loss=backward(params, t))
+        opt.step(loss=compute_grads(params, t))
         taus.append(opt.effective_lr()[0])
     assert min(taus) < 1.0 and max(taus) == 1.0
 
@@ -66,14 +66,14 @@ def test_step_size_is_both_capped_and_adaptive_on_the_test_problem():
     ],
 )
 def test_resume_is_exact(make):
-    assert_resumes(make, needs_loss=True)
+    run_resume(make, needs_loss=True)
 
 
 def test_state_dict_keeps_loss_average_and_lower_bound():
     params = make_params(0)
     opt = Momo(params, use_fstar=True, lb=-1.0)
     for t in range(5):
-        opt.step(loss=backward(params, t))
+        opt.step(loss=compute_grads(params, t))
     fresh = Momo(clone_params(params), use_fstar=True, lb=-1.0)
     fresh.load_state_dict(roundtrip(opt.state_dict()))
     assert fresh.loss_average == opt.loss_average != 0.0
@@ -93,7 +93,7 @@ def test_reference_loses_the_running_averages_but_ours_does_not():
                 params = clone_params(params)
                 opt = cls(params, lr=1.0, use_fstar=True)
                 opt.load_state_dict(state)
-            opt.step(loss=backward(params, t))
+            opt.step(loss=compute_grads(params, t))
         return params
 
     previous = torch.get_default_dtype()
@@ -110,7 +110,7 @@ def test_reference_loses_the_running_averages_but_ours_does_not():
 def test_missing_loss_is_a_clear_error():
     params = make_params(0)
     opt = Momo(params)
-    backward(params, 0)
+    compute_grads(params, 0)
     with pytest.raises(ValueError, match="needs the current loss"):
         opt.step()
     with pytest.raises(ValueError, match="not both"):
@@ -122,8 +122,8 @@ def test_missing_loss_is_a_clear_error():
 def test_closure_gives_the_same_step_as_loss():
     pa, pb = make_params(0), make_params(0)
     oa, ob = Momo(pa), Momo(pb)
-    oa.step(loss=backward(pa, 0))
-    ob.step(lambda: backward(pb, 0))
+    oa.step(loss=compute_grads(pa, 0))
+    ob.step(lambda: compute_grads(pb, 0))
     assert all(torch.equal(a, b) for a, b in zip(pa, pb, strict=True))
 
 
@@ -133,7 +133,7 @@ def test_params_without_grad_are_skipped():
     for cls in (Momo, MomoAdam):
         opt = cls([*params, frozen])
         for t in range(3):
-            opt.step(loss=backward(params, t))
+            opt.step(loss=compute_grads(params, t))
         assert torch.equal(frozen, torch.zeros(3, dtype=torch.float64))
         assert frozen not in opt.state
 
@@ -175,7 +175,7 @@ def test_momo_adam_rejects_bad_hyperparameters(kwargs, name):
 def test_groups_may_differ_in_lr_but_not_in_shared_options():
     a, b, c, d = make_params(0)
     opt = Momo([{"params": [a, b], "lr": 0.5}, {"params": [c, d], "lr": 0.1}])
-    opt.step(loss=backward([a, b, c, d], 0))
+    opt.step(loss=compute_grads([a, b, c, d], 0))
     assert len(opt.effective_lr()) == 2
     with pytest.raises(ValueError, match="beta is optimizer-wide"):
         Momo([{"params": [a, b]}, {"params": [c, d], "beta": 0.5}])
@@ -193,7 +193,7 @@ def test_two_groups_with_different_lr_and_decay_match_reference(ours, reference)
         return [{"params": p[:2], "lr": 0.3, "weight_decay": 0.05},
                 {"params": p[2:], "lr": 0.05}]
 
-    assert_parity(
+    run_parity(
         lambda p: ours(groups(p), use_fstar=True),
         lambda p: reference(groups(p), use_fstar=True),
         needs_loss=True,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lrlab.optim import Prodigy
-from optim_helpers import compute_grads, groups_of, make_params, run_parity, run_resume
+from optim_harness import compute_grads, groups_of, make_params, run_parity, run_resume
 
 
 def every_third(k: int) -> tuple[int, ...]:
@@ -47,16 +47,16 @@ def ours_only(kwargs: dict, steps: int = 100) -> list[torch.Tensor]:
 @pytest.mark.parametrize("kwargs,key", OPTIONS, ids=[str(k) for k, _ in OPTIONS])
 def test_parity_with_reference(kwargs, key):
     final = run_parity(lambda p: Prodigy(p, **kwargs),
-                       lambda p: prodigyopt.Prodigy(p, **kwargs), steps=100)
+                       lambda p: prodigyopt.Prodigy(p, **kwargs), steps=100, min_move=0.0)
     without = ours_only({k: v for k, v in kwargs.items() if k != key})
     assert any(not torch.equal(a, b) for a, b in zip(final, without, strict=True))
 
 
 def test_parity_default_groups_and_missing_grads():
-    run_parity(Prodigy, prodigyopt.Prodigy, steps=100)
+    run_parity(Prodigy, prodigyopt.Prodigy, steps=100, min_move=0.0)
     spec = [{"idx": [0, 1], "weight_decay": 0.1, "eps": 1e-6},
             {"idx": [2, 3], "slice_p": 2, "safeguard_warmup": True}]
-    run_parity(Prodigy, prodigyopt.Prodigy, spec=spec, steps=100, skip=every_third)
+    run_parity(Prodigy, prodigyopt.Prodigy, spec=spec, steps=100, skip=every_third, min_move=0.0)
 
 
 def test_all_zero_parameter_keeps_scalar_start():
@@ -75,9 +75,9 @@ def test_all_zero_parameter_keeps_scalar_start():
     {"betas": (0.0, 0.99), "slice_p": 2, "growth_rate": 1.05},
 ])
 def test_resume_is_exact(kwargs):
-    run_resume(lambda p: Prodigy(p, **kwargs))
+    run_resume(lambda p: Prodigy(p, **kwargs), min_move=0.0)
     run_resume(lambda p: Prodigy(p, **kwargs), spec=[{"idx": [0, 1]}, {"idx": [2, 3]}],
-               skip=every_third)
+               skip=every_third, min_move=0.0)
 
 
 def test_state_dict_carries_the_global_scalars():

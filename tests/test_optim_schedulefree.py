@@ -4,16 +4,16 @@ import pytest
 import schedulefree as ref
 import torch
 
-from _optim_harness import (
-    assert_parity,
-    assert_resumes,
-    backward,
+from lrlab.optim.schedulefree import AdamWScheduleFree, ScheduleFreeWrapper, SGDScheduleFree
+from optim_harness import (
     clone_params,
+    compute_grads,
     make_params,
     max_rel_diff,
     roundtrip,
+    run_parity,
+    run_resume,
 )
-from lrlab.optim.schedulefree import AdamWScheduleFree, ScheduleFreeWrapper, SGDScheduleFree
 
 SGD_OPTIONS = [
     {"lr": 0.5},
@@ -42,7 +42,7 @@ WRAPPER_CASES = [
 
 @pytest.mark.parametrize("options", SGD_OPTIONS)
 def test_sgd_matches_reference_at_y_and_x(options):
-    assert_parity(
+    run_parity(
         lambda p: SGDScheduleFree(p, **options),
         lambda p: ref.SGDScheduleFree(p, **options),
         eval_mode=True,
@@ -51,7 +51,7 @@ def test_sgd_matches_reference_at_y_and_x(options):
 
 @pytest.mark.parametrize("options", ADAMW_OPTIONS)
 def test_adamw_matches_reference_at_y_and_x(options):
-    assert_parity(
+    run_parity(
         lambda p: AdamWScheduleFree(p, **options),
         lambda p: ref.AdamWScheduleFree(p, **options),
         eval_mode=True,
@@ -60,7 +60,7 @@ def test_adamw_matches_reference_at_y_and_x(options):
 
 @pytest.mark.parametrize(("base", "options"), WRAPPER_CASES)
 def test_wrapper_matches_reference_at_y_and_x(base, options):
-    assert_parity(
+    run_parity(
         lambda p: ScheduleFreeWrapper(base(p), **options),
         lambda p: ref.ScheduleFreeWrapper(base(p), **options),
         eval_mode=True,
@@ -69,7 +69,7 @@ def test_wrapper_matches_reference_at_y_and_x(base, options):
 
 def test_wrapper_over_sgd_equals_schedule_free_sgd():
     # SGD base without momentum on z == the built-in Schedule-Free SGD (no warm-up)
-    assert_parity(
+    run_parity(
         lambda p: ScheduleFreeWrapper(torch.optim.SGD(p, lr=0.4), momentum=0.85),
         lambda p: SGDScheduleFree(p, lr=0.4, momentum=0.85),
         eval_mode=True,
@@ -87,14 +87,14 @@ def test_wrapper_over_sgd_equals_schedule_free_sgd():
 )
 @pytest.mark.parametrize("through_eval", [False, True])
 def test_resume_is_exact(make, through_eval):
-    assert_resumes(make, through_eval=through_eval)
+    run_resume(make, through_eval=through_eval)
 
 
 def test_mode_and_averaging_weights_are_saved():
     params = make_params(0)
     opt = SGDScheduleFree(params, lr=0.5, warmup_steps=5)
     for t in range(8):
-        backward(params, t)
+        compute_grads(params, t)
         opt.step()
     opt.eval()
     state = roundtrip(opt.state_dict())
@@ -115,7 +115,7 @@ def test_eval_then_train_restores_y_and_eval_before_any_step_is_identity():
     assert all(torch.equal(a, b) for a, b in zip(params, start, strict=True))
     opt.train()
     for t in range(5):
-        backward(params, t)
+        compute_grads(params, t)
         opt.step()
     y = clone_params(params)
     opt.eval()
@@ -135,7 +135,7 @@ def test_eval_then_train_restores_y_and_eval_before_any_step_is_identity():
 def test_step_in_eval_mode_is_a_clear_error(make):
     params = make_params(0)
     opt = make(params)
-    backward(params, 0)
+    compute_grads(params, 0)
     opt.eval()
     with pytest.raises(RuntimeError, match=r"eval mode.*optimizer.train\(\)"):
         opt.step()
@@ -147,7 +147,7 @@ def test_wrapper_shares_groups_with_base_so_schedules_drive_it():
     opt = ScheduleFreeWrapper(base)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (t + 1))
     for t in range(3):
-        backward(params, t)
+        compute_grads(params, t)
         opt.step()
         sched.step()
     assert base.param_groups[0]["lr"] == pytest.approx(0.5 / 4)
@@ -161,7 +161,7 @@ def test_params_without_grad_are_skipped():
                  lambda p: ScheduleFreeWrapper(torch.optim.SGD(p, lr=0.1))):
         opt = make([*params, frozen])
         for t in range(3):
-            backward(params, t)
+            compute_grads(params, t)
             opt.step()
         opt.eval()
         opt.train()
@@ -218,7 +218,7 @@ def test_two_groups_with_different_options_match_reference():
         return [{"params": p[:2], "lr": 0.3, "warmup_steps": 5},
                 {"params": p[2:], "lr": 0.1, "weight_decay": 0.05}]
 
-    assert_parity(
+    run_parity(
         lambda p: SGDScheduleFree(groups(p)),
         lambda p: ref.SGDScheduleFree(groups(p)),
         eval_mode=True,
@@ -230,12 +230,12 @@ def test_wrapper_survives_a_warm_up_from_zero():
     params = make_params(0)
     start = clone_params(params)
     opt = ScheduleFreeWrapper(torch.optim.SGD(params, lr=0.0))
-    backward(params, 0)
+    compute_grads(params, 0)
     opt.step()
     assert all(torch.equal(a, b) for a, b in zip(params, start, strict=True))
     opt.param_groups[0]["lr"] = 0.1
     for t in range(1, 4):
-        backward(params, t)
+        compute_grads(params, t)
         opt.step()
     assert max_rel_diff(params, start) > 0
     with pytest.raises(ZeroDivisionError):

@@ -20,18 +20,20 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._optbase import CheckedOptimizer, check_lr, with_grad
+from lrlab.optim._base import DualWeightOptimizer, ScalarStateOptimizer, evaluate
+from lrlab.optim._foreach import with_grad
+from lrlab.optim._validate import check_lr
 
 __all__ = ["MDA", "PrimalAveragingSGD"]
 
 
 def _check_common(group: dict[str, Any]) -> None:
-    check_lr(group)
+    check_lr(group["lr"])
     check_real("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
     check_real("weight_decay", group["weight_decay"], 0.0)
 
 
-class MDA(CheckedOptimizer):
+class MDA(DualWeightOptimizer):
     r"""Modernized dual averaging.
 
     With :math:`x_0` the initial parameters, :math:`s_0 = 0` and :math:`c = 1-\text{momentum}`:
@@ -59,44 +61,19 @@ class MDA(CheckedOptimizer):
 
     def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self.scalars = {"step": 0, "dual_weight": []}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         _check_common(group)
 
-    def effective_lr(self) -> list[float]:
-        """Per group, lambda_k = lr * sqrt(k + 1) of the last step (0 before any)."""
-        weights = self.scalars["dual_weight"]
-        return [float(weights[i]) if i < len(weights) else 0.0
-                for i in range(len(self.param_groups))]
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One MDA step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        k = self.scalars["step"]
+    def _step_group(self, group: dict[str, Any], k: int) -> float:
         root = math.sqrt(k + 1)
-        weights = []
-        for group in self.param_groups:
-            lam = check_lr(group) * root
-            weights.append(lam)
-            params = with_grad(group)
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if "s" not in state:
-                    state["s"] = torch.zeros_like(p)
-                    state["x0"] = p.detach().clone()
-            sums = [self.state[p]["s"] for p in params]
-            origins = [self.state[p]["x0"] for p in params]
+        lam = check_lr(group["lr"]) * root
+        params = with_grad(group)
+        if params:
+            states = self._states(params, zeros=("s",), copies=("x0",))
+            sums = [st["s"] for st in states]
+            origins = [st["x0"] for st in states]
             c = 1.0 - group["momentum"]
             torch._foreach_add_(sums, [p.grad for p in params], alpha=lam)
             if group["weight_decay"] != 0:
@@ -104,12 +81,10 @@ class MDA(CheckedOptimizer):
             # x <- (1 - c) x + c (x0 - s / sqrt(k + 1)), without materialising z
             torch._foreach_lerp_(params, origins, c)
             torch._foreach_add_(params, sums, alpha=-c / root)
-        self.scalars["step"] = k + 1
-        self.scalars["dual_weight"] = weights
-        return loss
+        return lam
 
 
-class PrimalAveragingSGD(CheckedOptimizer):
+class PrimalAveragingSGD(ScalarStateOptimizer):
     r"""SGD with momentum in primal-averaging form.
 
     With :math:`z_0 = x_0` and :math:`c = 1-\beta` (:math:`\beta` = ``momentum``):
@@ -139,9 +114,6 @@ class PrimalAveragingSGD(CheckedOptimizer):
 
     def __init__(self, params: Any, lr: float = 1e-1, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         self.scalars = {}
 
@@ -155,19 +127,13 @@ class PrimalAveragingSGD(CheckedOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One primal-averaging step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
-            lr = check_lr(group)
+            lr = check_lr(group["lr"])
             params = with_grad(group)
             if not params:
                 continue
-            for p in params:
-                if "z" not in self.state[p]:
-                    self.state[p]["z"] = p.detach().clone()
-            zs = [self.state[p]["z"] for p in params]
+            zs = [st["z"] for st in self._states(params, copies=("z",))]
             torch._foreach_add_(zs, [p.grad for p in params], alpha=-lr)
             if group["weight_decay"] != 0:
                 torch._foreach_add_(zs, params, alpha=-lr * group["weight_decay"])

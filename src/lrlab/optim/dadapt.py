@@ -21,46 +21,27 @@ from typing import Any
 
 import torch
 
-from lrlab.optim._util import (
-    GlobalStepOptimizer,
-    Scratch,
+from lrlab.optim._base import GlobalStepOptimizer, evaluate
+from lrlab.optim._foreach import (
     abs_sums,
-    check_beta,
-    check_betas,
-    check_bool,
-    check_growth_rate,
-    check_lr,
-    check_nonneg,
-    check_positive,
-    check_shared,
     chunks,
-    common_lr,
     dots,
     into,
     params_with_grad,
     square_sums,
     sums,
-    sync_shared,
     total,
+    with_decay,
+)
+from lrlab.optim._validate import (
+    check_beta,
+    check_betas,
+    check_bool,
+    check_nonneg,
+    check_positive,
 )
 
 Closure = Callable[[], Any] | None
-
-
-def _call(closure: Closure) -> Any:
-    if closure is None:
-        return None
-    with torch.enable_grad():
-        return closure()
-
-
-def _with_decay(
-    grads: list[torch.Tensor], params: list[torch.Tensor], decay: float, work: Scratch
-) -> list[torch.Tensor]:
-    """g + decay · p in work buffers (slot 0); the caller's gradients are left untouched."""
-    if decay == 0:
-        return grads
-    return into(torch.add, work.views(0, grads), grads, params, alpha=decay)
 
 
 class DAdaptSGD(GlobalStepOptimizer):
@@ -101,18 +82,14 @@ class DAdaptSGD(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         check_beta("momentum", group["momentum"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         first = groups[0]
         d, k = first["d"], first["k"]
         ck = 1.0 - first["momentum"]
@@ -130,18 +107,14 @@ class DAdaptSGD(GlobalStepOptimizer):
         num_parts: list[torch.Tensor] = []
         sq_parts: list[torch.Tensor] = []
         for group, params, grads in gathered:
-            states = [self.state[p] for p in params]
-            for p, st in zip(params, states, strict=True):
-                if "s" not in st:
-                    st["s"] = torch.zeros_like(p)
-                    st["x0"] = p.detach().clone()
+            states = self._states(params, zeros=("s",), copies=("x0",))
             s_all = [st["s"] for st in states]
             x0_all = [st["x0"] for st in states]
             for sl in chunks(params):
                 ps, ss, x0 = params[sl], s_all[sl], x0_all[sl]
                 work = self._scratch.views(1, ps)
                 if group["lr"] > 0:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
                     num_parts += dots(gs, ss)
                     torch._foreach_add_(ss, gs, alpha=dlr)
                     sq_parts += square_sums(ss, work)
@@ -158,7 +131,7 @@ class DAdaptSGD(GlobalStepOptimizer):
         if lr > 0 and sk_sq > 0:
             d_hat = 2 * numerator / math.sqrt(sk_sq)
             d = max(d, min(d_hat, d * first["growth_rate"]))
-        sync_shared(groups, {"d": d, "k": k + 1, "numerator_weighted": numerator,
+        self._sync({"d": d, "k": k + 1, "numerator_weighted": numerator,
                              "g0_norm": g0_norm})
         return loss
 
@@ -210,22 +183,18 @@ class DAdaptAdam(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         group["betas"] = check_betas(group["betas"])
         check_positive("eps", group["eps"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_bool("decouple", group["decouple"])
         check_bool("use_bias_correction", group["use_bias_correction"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
         check_nonneg("layer_scale", group["layer_scale"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         if lr == 0:
             return loss
         first = groups[0]
@@ -241,12 +210,7 @@ class DAdaptAdam(GlobalStepOptimizer):
         numerator_acc = 0.0
         l1 = 0.0
         for group, params, grads in active:
-            states = [self.state[p] for p in params]
-            for p, st in zip(params, states, strict=True):
-                if "s" not in st:
-                    st["s"] = torch.zeros_like(p)
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
+            states = self._states(params, zeros=("s", "exp_avg", "exp_avg_sq"))
             r, eps = group["layer_scale"], group["eps"]
             decay = 0.0 if decouple else group["weight_decay"]
             group_dots: list[torch.Tensor] = []
@@ -256,7 +220,7 @@ class DAdaptAdam(GlobalStepOptimizer):
                 ss = [x["s"] for x in st]
                 ms = [x["exp_avg"] for x in st]
                 vs = [x["exp_avg_sq"] for x in st]
-                gs = _with_decay(grads[sl], params[sl], decay, self._scratch)
+                gs = with_decay(grads[sl], params[sl], decay, self._scratch)
                 work = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(work, eps)
                 group_dots += dots(gs, into(torch.div, work, ss, work))
@@ -287,7 +251,7 @@ class DAdaptAdam(GlobalStepOptimizer):
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
                 torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-1)
-        sync_shared(groups, {"d": d_new, "k": k + 1, "numerator_weighted": numerator})
+        self._sync({"d": d_new, "k": k + 1, "numerator_weighted": numerator})
         return loss
 
 
@@ -330,19 +294,15 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         check_beta("momentum", group["momentum"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_positive("eps", group["eps"])
-        check_positive("d0", group["d0"])
-        check_growth_rate(group["growth_rate"])
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Any:
-        loss = _call(closure)
+        loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         first = groups[0]
         d, k = first["d"], first["k"]
         ck = 1.0 - first["momentum"]
@@ -367,7 +327,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                 ss = [x["sk"] for x in st]
                 work = self._scratch.views(1, ps)
                 if active:
-                    gs = _with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
                     gsq = into(torch.mul, work, gs, gs)
                     torch._foreach_add_(alphas, gsq)
                 den = into(torch.sqrt, self._scratch.views(2, ps), alphas)
@@ -406,7 +366,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
         if lr > 0:
             d_hat = (sksq - gsq_weighted) / l1
             d = max(d, min(d_hat, d * first["growth_rate"]))
-        sync_shared(groups, {"d": d, "k": k + 1, "gsq_weighted": gsq_weighted})
+        self._sync({"d": d, "k": k + 1, "gsq_weighted": gsq_weighted})
         return loss
 
     @staticmethod

@@ -13,13 +13,14 @@ method, a non-zero ``lr`` is used as ``lr + eps`` (0 stays 0). :meth:`effective_
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._optbase import CheckedOptimizer, check_flag, check_lr, chunks, with_grad
+from lrlab.optim._base import DualWeightOptimizer
+from lrlab.optim._foreach import batches, with_grad
+from lrlab.optim._validate import check_bool, check_lr
 
 __all__ = ["MADGRAD", "MirrorMADGRAD"]
 
@@ -38,36 +39,24 @@ def _cube_root_denominator(sums: list[torch.Tensor], eps: float) -> list[torch.T
     return rms
 
 
-class _MadgradBase(CheckedOptimizer):
+class _MadgradBase(DualWeightOptimizer):
     def __init__(self, params: Any, lr: float, momentum: float, weight_decay: float,
                  eps: float, decouple_decay: bool) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("eps", eps, 0.0)
-        check_flag("decouple_decay", decouple_decay)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps,
                         decouple_decay=decouple_decay)
         super().__init__(params, defaults)
-        self.scalars = {"step": 0, "dual_weight": []}
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group)
+        check_lr(group["lr"])
         check_real("momentum", group["momentum"], 0.0, 1.0, hi_open=True)
         check_real("weight_decay", group["weight_decay"], 0.0)
         check_real("eps", group["eps"], 0.0)
-        check_flag("decouple_decay", group["decouple_decay"])
+        check_bool("decouple_decay", group["decouple_decay"])
 
     @staticmethod
     def _lr(group: dict[str, Any]) -> float:
-        lr = check_lr(group)
+        lr = check_lr(group["lr"])
         return lr + group["eps"] if lr != 0 else 0.0
-
-    def effective_lr(self) -> list[float]:
-        """Per group, the dual-averaging weight lambda_k of the last step (0 before any)."""
-        weights = self.scalars["dual_weight"]
-        return [float(weights[i]) if i < len(weights) else 0.0
-                for i in range(len(self.param_groups))]
 
 
 class MADGRAD(_MadgradBase):
@@ -108,41 +97,25 @@ class MADGRAD(_MadgradBase):
                  decouple_decay: bool = False) -> None:
         super().__init__(params, lr, momentum, weight_decay, eps, decouple_decay)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One MADGRAD step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        k = self.scalars["step"]
-        weights = []
-        for group in self.param_groups:
-            lr, eps, momentum = self._lr(group), group["eps"], group["momentum"]
-            decay, decoupled = group["weight_decay"], group["decouple_decay"]
-            lam = lr * math.sqrt(k + 1)
-            weights.append(lam)
-            params = with_grad(group)
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if "grad_sum_sq" not in state:
-                    state["grad_sum_sq"] = torch.zeros_like(p)
-                    state["s"] = torch.zeros_like(p)
-                    if momentum != 0:
-                        state["x0"] = p.detach().clone()
+    def _step_group(self, group: dict[str, Any], k: int) -> float:
+        lr, eps, momentum = self._lr(group), group["eps"], group["momentum"]
+        decay, decoupled = group["weight_decay"], group["decouple_decay"]
+        lam = lr * math.sqrt(k + 1)
+        params = with_grad(group)
+        if params:
+            states = self._states(params, zeros=("grad_sum_sq", "s"),
+                                  copies=("x0",) if momentum != 0 else ())
             grads = [p.grad for p in params]
             if decay != 0 and not decoupled:
                 torch._foreach_add_(grads, params, alpha=decay)
-            sums = [self.state[p]["grad_sum_sq"] for p in params]
-            duals = [self.state[p]["s"] for p in params]
+            sums = [st["grad_sum_sq"] for st in states]
+            duals = [st["s"] for st in states]
             if momentum != 0:
-                origins = [self.state[p]["x0"] for p in params]
+                origins = [st["x0"] for st in states]
             else:
                 origins = params
             keep = 1 - (1 - momentum)
-            for p_c, g_c, v_c, s_c, o_c in chunks(params, grads, sums, duals, origins):
+            for p_c, g_c, v_c, s_c, o_c in batches(params, grads, sums, duals, origins):
                 if momentum == 0:
                     o_c = torch._foreach_addcdiv(p_c, s_c, _cube_root_denominator(v_c, eps))
                 torch._foreach_addcmul_(v_c, g_c, g_c, value=lam)
@@ -160,9 +133,7 @@ class MADGRAD(_MadgradBase):
                     shrink = keep - lr * decay if decoupled else keep
                     torch._foreach_mul_(p_c, shrink)
                     torch._foreach_add_(p_c, z, alpha=1 - momentum)
-        self.scalars["step"] = k + 1
-        self.scalars["dual_weight"] = weights
-        return loss
+        return lam
 
 
 class MirrorMADGRAD(_MadgradBase):
@@ -200,32 +171,17 @@ class MirrorMADGRAD(_MadgradBase):
                  decouple_decay: bool = False) -> None:
         super().__init__(params, lr, momentum, weight_decay, eps, decouple_decay)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Mirror-MADGRAD step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        k = self.scalars["step"]
+    def _step_group(self, group: dict[str, Any], k: int) -> float:
         ratio = math.sqrt(k / (k + 1))
         growth = (k + 1) ** (1.0 / 3.0)
-        weights = []
-        for group in self.param_groups:
-            lr, eps, momentum = self._lr(group), group["eps"], group["momentum"]
-            decay, decoupled = group["weight_decay"], group["decouple_decay"]
-            weights.append(lr * growth)
-            params = with_grad(group)
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if "grad_sum_sq" not in state:
-                    state["grad_sum_sq"] = torch.zeros_like(p)
-                    state["z"] = p.detach().clone()
+        lr, eps, momentum = self._lr(group), group["eps"], group["momentum"]
+        decay, decoupled = group["weight_decay"], group["decouple_decay"]
+        params = with_grad(group)
+        if params:
+            states = self._states(params, zeros=("grad_sum_sq",), copies=("z",))
             grads = [p.grad for p in params]
-            sums = [self.state[p]["grad_sum_sq"] for p in params]
-            zs = [self.state[p]["z"] for p in params]
+            sums = [st["grad_sum_sq"] for st in states]
+            zs = [st["z"] for st in states]
             if decay != 0:
                 if decoupled:
                     torch._foreach_add_(zs, zs, alpha=-lr * decay)
@@ -233,11 +189,9 @@ class MirrorMADGRAD(_MadgradBase):
                     torch._foreach_add_(grads, params, alpha=decay)
             torch._foreach_mul_(sums, ratio)
             torch._foreach_addcmul_(sums, grads, grads)
-            for g_c, v_c, z_c in chunks(grads, sums, zs):
+            for g_c, v_c, z_c in batches(grads, sums, zs):
                 rms = _cube_root_denominator(v_c, eps)
                 torch._foreach_addcdiv_(z_c, g_c, rms, value=-lr * growth)
             torch._foreach_mul_(params, 1 - (1 - momentum))
             torch._foreach_add_(params, zs, alpha=1 - momentum)
-        self.scalars["step"] = k + 1
-        self.scalars["dual_weight"] = weights
-        return loss
+        return lr * growth

@@ -21,18 +21,8 @@ from typing import Any
 
 import torch
 
-from lrlab.optim._util import (
-    Scratch,
-    check_beta,
-    check_bool,
-    check_nonneg,
-    check_positive,
-    chunks,
-    dots,
-    into,
-    params_with_grad,
-    total,
-)
+from lrlab.optim._foreach import Scratch, chunks, dots, into, params_with_grad, total
+from lrlab.optim._validate import check_beta, check_bool, check_nonneg, check_positive
 
 _TUNER_KEYS = ("s", "v", "r", "m")
 

@@ -28,17 +28,9 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._optbase import (
-    CheckedOptimizer,
-    check_betas,
-    check_flag,
-    check_lr,
-    chunks,
-    dot_sum,
-    require_same,
-    sq_norm_sum,
-    with_grad,
-)
+from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._foreach import batches, dot_sum, sq_norm_sum, with_grad
+from lrlab.optim._validate import check_betas, check_bool, check_lr
 
 __all__ = ["Momo", "MomoAdam"]
 
@@ -54,8 +46,7 @@ def _loss_value(
             "loss.backward(), or step(closure) with a closure that returns the loss"
         )
     if closure is not None:
-        with torch.enable_grad():
-            loss = closure()
+        loss = evaluate(closure)
     value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
     if not math.isfinite(value):
         raise ValueError(f"{name}.step got a non-finite loss value {value}")
@@ -66,7 +57,7 @@ def _step_size(
     sc: dict[str, Any], group: dict[str, Any], rho: float, xd: float, sq: float
 ) -> float:
     """Polyak-type step for one group; updates the online lower bound in ``sc`` if enabled."""
-    lr = check_lr(group)
+    lr = check_lr(group["lr"])
     shrink = 1.0 + lr * group["weight_decay"]
     loss_avg, gamma = sc["loss_avg"], sc["gamma"]
     if group["use_fstar"]:
@@ -82,16 +73,12 @@ def _step_size(
     return tau
 
 
-class _MomoBase(CheckedOptimizer):
-    SHARED: tuple[str, ...] = ()
-
+class _MomoBase(ScalarStateOptimizer):
     def _check_common(self, group: dict[str, Any]) -> None:
-        check_lr(group)
+        check_lr(group["lr"])
         check_real("weight_decay", group["weight_decay"], 0.0)
         check_real("lb", group["lb"])
-        check_flag("use_fstar", group["use_fstar"])
-        if len(self.param_groups) > 1:
-            require_same(self.param_groups, self.SHARED)
+        check_bool("use_fstar", group["use_fstar"])
 
     def effective_lr(self) -> list[float]:
         """Per group, the adaptive step size tau_k of the last step (``lr`` before any step)."""
@@ -157,12 +144,6 @@ class Momo(_MomoBase):
         bias_correction: bool = False,
         use_fstar: bool = False,
     ) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("beta", beta, 0.0, 1.0, hi_open=True)
-        check_real("lb", lb)
-        check_flag("bias_correction", bias_correction)
-        check_flag("use_fstar", use_fstar)
         defaults = dict(
             lr=lr, weight_decay=weight_decay, beta=beta, lb=lb,
             bias_correction=bias_correction, use_fstar=use_fstar,
@@ -173,7 +154,7 @@ class Momo(_MomoBase):
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
         check_real("beta", group["beta"], 0.0, 1.0, hi_open=True)
-        check_flag("bias_correction", group["bias_correction"])
+        check_bool("bias_correction", group["bias_correction"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
@@ -273,13 +254,6 @@ class MomoAdam(_MomoBase):
         divide: bool = True,
         use_fstar: bool = False,
     ) -> None:
-        check_real("lr", lr, 0.0)
-        betas = check_betas("betas", betas)
-        check_real("eps", eps, 0.0)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_real("lb", lb)
-        check_flag("divide", divide)
-        check_flag("use_fstar", use_fstar)
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, lb=lb,
             divide=divide, use_fstar=use_fstar,
@@ -289,9 +263,9 @@ class MomoAdam(_MomoBase):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
-        group["betas"] = check_betas("betas", group["betas"])
+        group["betas"] = check_betas(group["betas"])
         check_real("eps", group["eps"], 0.0)
-        check_flag("divide", group["divide"])
+        check_bool("divide", group["divide"])
 
     @staticmethod
     def _denominators(sqs: list[torch.Tensor], root_bc2: float, eps: float) -> list[torch.Tensor]:
@@ -314,13 +288,9 @@ class MomoAdam(_MomoBase):
         for group in self.param_groups:
             params = with_grad(group)
             grads = [p.grad for p in params]
-            for p in params:
-                state = self.state[p]
-                if "grad_avg" not in state:
-                    state["grad_avg"] = torch.zeros_like(p)
-                    state["grad_avg_sq"] = torch.zeros_like(p)
-            avgs = [self.state[p]["grad_avg"] for p in params]
-            sqs = [self.state[p]["grad_avg_sq"] for p in params]
+            states = self._states(params, zeros=("grad_avg", "grad_avg_sq"))
+            avgs = [st["grad_avg"] for st in states]
+            sqs = [st["grad_avg_sq"] for st in states]
             active.append((params, avgs, sqs))
             if not params:
                 continue
@@ -329,7 +299,7 @@ class MomoAdam(_MomoBase):
             torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
             xg.append(dot_sum(params, grads))
             xd.append(dot_sum(params, avgs))
-            for d_c, v_c in chunks(avgs, sqs):
+            for d_c, v_c in batches(avgs, sqs):
                 scaled = torch._foreach_div(d_c, self._denominators(v_c, root_bc2, group["eps"]))
                 sq.append(dot_sum(d_c, scaled) * root_bc2)
         sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
@@ -348,7 +318,7 @@ class MomoAdam(_MomoBase):
             decay = group["lr"] * group["weight_decay"]
             if decay > 0 and not group["divide"]:
                 torch._foreach_mul_(params, 1.0 - decay)
-            for p_c, d_c, v_c in chunks(params, avgs, sqs):
+            for p_c, d_c, v_c in batches(params, avgs, sqs):
                 denom = self._denominators(v_c, root_bc2, group["eps"])
                 torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
             if decay > 0 and group["divide"]:

@@ -18,24 +18,14 @@ from typing import Any
 
 import torch
 
-from lrlab.optim._util import (
-    GlobalStepOptimizer,
-    abs_sums,
+from lrlab.optim._base import GlobalStepOptimizer, evaluate
+from lrlab.optim._foreach import abs_sums, chunks, into, params_with_grad, total, with_decay
+from lrlab.optim._validate import (
     check_beta,
     check_betas,
     check_bool,
-    check_growth_rate,
-    check_lr,
-    check_nonneg,
     check_positive,
-    check_shared,
     check_slice,
-    chunks,
-    common_lr,
-    into,
-    params_with_grad,
-    sync_shared,
-    total,
 )
 
 
@@ -103,18 +93,15 @@ class Prodigy(GlobalStepOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
+        super()._check_group(group)
         group["betas"] = check_betas(group["betas"])
         if group["beta3"] is not None:
             group["beta3"] = check_beta("beta3", group["beta3"])
         check_positive("eps", group["eps"])
-        check_nonneg("weight_decay", group["weight_decay"])
         check_bool("decouple", group["decouple"])
         check_bool("use_bias_correction", group["use_bias_correction"])
         check_bool("safeguard_warmup", group["safeguard_warmup"])
-        check_positive("d0", group["d0"])
         check_positive("d_coef", group["d_coef"])
-        check_growth_rate(group["growth_rate"])
         group["slice_p"] = check_slice(group["slice_p"])
 
     def _init_state(self, p: torch.Tensor, slice_p: int, keep_avg: bool) -> dict[str, Any]:
@@ -130,23 +117,11 @@ class Prodigy(GlobalStepOptimizer):
             st["exp_avg_sq"] = torch.zeros_like(p)
         return st
 
-    def _decayed(
-        self, grads: list[torch.Tensor], params: list[torch.Tensor], decay: float
-    ) -> list[torch.Tensor]:
-        """g + decay · p in work buffers (slot 0); ``p.grad`` is left untouched."""
-        if decay == 0:
-            return grads
-        return into(torch.add, self._scratch.views(0, grads), grads, params, alpha=decay)
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
+        lr = self._common_lr()
         groups = self.param_groups
-        check_shared(groups, self.SHARED)
-        lr = common_lr(groups)
         if lr == 0:
             return loss
         first = groups[0]
@@ -169,7 +144,7 @@ class Prodigy(GlobalStepOptimizer):
             s_rate = (d / d0) * (d if group["safeguard_warmup"] else dlr)
             for sl in chunks(params):
                 ps, st = params[sl], states[sl]
-                gs = self._decayed(grads[sl], ps, coupled)
+                gs = with_decay(grads[sl], ps, coupled, self._scratch)
                 g_cut = [_sliced(g, sp) for g in gs]
                 work = self._scratch.views(1, g_cut)
                 for g, p, x, w in zip(g_cut, ps, st, work, strict=True):
@@ -209,7 +184,7 @@ class Prodigy(GlobalStepOptimizer):
                 if beta1 > 0:
                     torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-dlr)
                 else:
-                    gs = self._decayed(grads[sl], ps, 0.0 if decouple else decay)
+                    gs = with_decay(grads[sl], ps, 0.0 if decouple else decay, self._scratch)
                     torch._foreach_addcdiv_(ps, gs, den, value=-dlr * d_new)
-        sync_shared(groups, {"d": d_new, "d_max": d_max, "d_numerator": numerator, "k": k + 1})
+        self._sync({"d": d_new, "d_max": d_max, "d_numerator": numerator, "k": k + 1})
         return loss

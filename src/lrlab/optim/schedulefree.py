@@ -36,29 +36,28 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_int, check_real
-from lrlab.optim._optbase import (
-    CheckedOptimizer,
-    check_betas,
-    check_lr,
-    chunks,
-    with_grad,
-)
+from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._foreach import batches, with_grad
+from lrlab.optim._validate import check_betas, check_lr
 
 __all__ = ["AdamWScheduleFree", "SGDScheduleFree", "ScheduleFreeWrapper"]
 
 _COUNTERS = dict(k=0, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
 
 
-def _averaging_weight(group: dict[str, Any], lr: float, r: float, power: float) -> float:
-    """Advance the group's weight sum with step size ``lr`` and return c_{k+1}."""
-    k = group["k"]
-    lr_max = group["lr_max"] = max(lr, group["lr_max"])
+def _averaging_weight(
+    group: dict[str, Any], lr: float, r: float, power: float, prefix: str = ""
+) -> float:
+    """Advance the group's weight sum with step size ``lr`` and return c_{k+1} (the counters
+    are the group's ``k``, ``lr_max``, ``weight_sum``, each name preceded by ``prefix``)."""
+    k = group[prefix + "k"]
+    lr_max = group[prefix + "lr_max"] = max(lr, group[prefix + "lr_max"])
     weight = (k + 1) ** r * lr_max**power
-    total = group["weight_sum"] = group["weight_sum"] + weight
+    total = group[prefix + "weight_sum"] = group[prefix + "weight_sum"] + weight
     return weight / total if total > 0 else 0.0
 
 
-class _ScheduleFree(CheckedOptimizer):
+class _ScheduleFree(ScalarStateOptimizer):
     """train()/eval() switching and the mode check shared by the Schedule-Free optimizers."""
 
     def _interpolation(self, group: dict[str, Any]) -> float:
@@ -107,7 +106,7 @@ class _ScheduleFree(CheckedOptimizer):
 
 class _BuiltInScheduleFree(_ScheduleFree):
     def _check_common(self, group: dict[str, Any]) -> None:
-        check_lr(group)
+        check_lr(group["lr"])
         check_real("weight_decay", group["weight_decay"], 0.0)
         check_int("warmup_steps", group["warmup_steps"], 0)
         check_real("r", group["r"], 0.0)
@@ -116,19 +115,23 @@ class _BuiltInScheduleFree(_ScheduleFree):
     def _schedule(self, group: dict[str, Any]) -> tuple[float, float]:
         """Step size gamma_k (with warm-up) and averaging weight c_{k+1} for this step."""
         k, warmup = group["k"], group["warmup_steps"]
-        lr = check_lr(group) * ((k + 1) / warmup if k < warmup else 1.0)
+        lr = check_lr(group["lr"]) * ((k + 1) / warmup if k < warmup else 1.0)
         group["scheduled_lr"] = lr
         return lr, _averaging_weight(group, lr, group["r"], group["weight_lr_power"])
 
-    def _active(self, group: dict[str, Any], extra: tuple[str, ...] = ()) -> list[torch.Tensor]:
-        params = with_grad(group)
-        for p in params:
-            state = self.state[p]
-            if "z" not in state:
-                state["z"] = p.detach().clone()
-                for name in extra:
-                    state[name] = torch.zeros_like(p)
-        return params
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        """Update the group's parameters with step size ``lr`` and averaging weight ``c``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step (train mode only)."""
+        self._require_train_mode()
+        loss = evaluate(closure)
+        for group in self.param_groups:
+            self._step_group(group, *self._schedule(group))
+            group["k"] += 1
+        return loss
 
 
 class SGDScheduleFree(_BuiltInScheduleFree):
@@ -169,12 +172,6 @@ class SGDScheduleFree(_BuiltInScheduleFree):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
     ) -> None:
-        check_real("lr", lr, 0.0)
-        check_real("momentum", momentum, 0.0, 1.0, lo_open=True, hi_open=True)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_int("warmup_steps", warmup_steps, 0)
-        check_real("r", r, 0.0)
-        check_real("weight_lr_power", weight_lr_power, 0.0)
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
             r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
@@ -189,27 +186,16 @@ class SGDScheduleFree(_BuiltInScheduleFree):
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["momentum"]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Schedule-Free SGD step (train mode only)."""
-        self._require_train_mode()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, c = self._schedule(group)
-            params = self._active(group)
-            if params:
-                grads = [p.grad for p in params]
-                zs = [self.state[p]["z"] for p in params]
-                if group["weight_decay"] != 0:
-                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-                torch._foreach_lerp_(params, zs, c)
-                torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
-                torch._foreach_add_(zs, grads, alpha=-lr)
-            group["k"] += 1
-        return loss
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        params = with_grad(group)
+        if params:
+            grads = [p.grad for p in params]
+            zs = [st["z"] for st in self._states(params, copies=("z",))]
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+            torch._foreach_lerp_(params, zs, c)
+            torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
+            torch._foreach_add_(zs, grads, alpha=-lr)
 
 
 class AdamWScheduleFree(_BuiltInScheduleFree):
@@ -253,13 +239,6 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
     ) -> None:
-        check_real("lr", lr, 0.0)
-        betas = check_betas("betas", betas, beta1_open=True)
-        check_real("eps", eps, 0.0)
-        check_real("weight_decay", weight_decay, 0.0)
-        check_int("warmup_steps", warmup_steps, 0)
-        check_real("r", r, 0.0)
-        check_real("weight_lr_power", weight_lr_power, 0.0)
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
             r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
@@ -269,44 +248,34 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
-        group["betas"] = check_betas("betas", group["betas"], beta1_open=True)
+        group["betas"] = check_betas(group["betas"], beta1_open=True)
         check_real("eps", group["eps"], 0.0)
 
     def _interpolation(self, group: dict[str, Any]) -> float:
         return group["betas"][0]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One Schedule-Free AdamW step (train mode only)."""
-        self._require_train_mode()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            bc2 = 1.0 - beta2 ** (group["k"] + 1)
-            lr, c = self._schedule(group)
-            params = self._active(group, extra=("exp_avg_sq",))
-            if params:
-                grads = [p.grad for p in params]
-                zs = [self.state[p]["z"] for p in params]
-                sqs = [self.state[p]["exp_avg_sq"] for p in params]
-                torch._foreach_mul_(sqs, beta2)
-                torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
-                for g_c, v_c in chunks(grads, sqs):
-                    denom = torch._foreach_mul(v_c, 1.0 / bc2)
-                    torch._foreach_sqrt_(denom)
-                    torch._foreach_add_(denom, group["eps"])
-                    torch._foreach_div_(g_c, denom)
-                    del denom
-                if group["weight_decay"] != 0:
-                    torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-                torch._foreach_lerp_(params, zs, c)
-                torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
-                torch._foreach_add_(zs, grads, alpha=-lr)
-            group["k"] += 1
-        return loss
+    def _step_group(self, group: dict[str, Any], lr: float, c: float) -> None:
+        beta1, beta2 = group["betas"]
+        bc2 = 1.0 - beta2 ** (group["k"] + 1)
+        params = with_grad(group)
+        if params:
+            grads = [p.grad for p in params]
+            states = self._states(params, zeros=("exp_avg_sq",), copies=("z",))
+            zs = [st["z"] for st in states]
+            sqs = [st["exp_avg_sq"] for st in states]
+            torch._foreach_mul_(sqs, beta2)
+            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
+            for g_c, v_c in batches(grads, sqs):
+                denom = torch._foreach_mul(v_c, 1.0 / bc2)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, group["eps"])
+                torch._foreach_div_(g_c, denom)
+                del denom
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+            torch._foreach_lerp_(params, zs, c)
+            torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
+            torch._foreach_add_(zs, grads, alpha=-lr)
 
 
 class ScheduleFreeWrapper(_ScheduleFree):
@@ -358,7 +327,7 @@ class ScheduleFreeWrapper(_ScheduleFree):
         self.scalars = {"train_mode": True}
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_lr(group)
+        check_lr(group["lr"])
         group.setdefault("sf_k", 0)
         group.setdefault("sf_weight_sum", 0.0)
         group.setdefault("sf_lr_max", 0.0)
@@ -399,22 +368,16 @@ class ScheduleFreeWrapper(_ScheduleFree):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Weight decay at y, base step on z, then the x and y updates (train mode only)."""
         self._require_train_mode()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         beta, decay = self.momentum, self.weight_decay_at_y
         active = []
         for group in self.param_groups:
             params = with_grad(group)
-            for p in params:
-                if "z" not in self.state[p]:
-                    self.state[p]["z"] = p.detach().clone()
-            zs = [self.state[p]["z"] for p in params]
+            zs = [st["z"] for st in self._states(params, copies=("z",))]
             active.append((params, zs))
             if not params:
                 continue
-            lr = check_lr(group)
+            lr = check_lr(group["lr"])
             if decay != 0:
                 torch._foreach_add_(zs, params, alpha=-lr * decay)
                 torch._foreach_mul_(params, 1.0 - lr * decay * (1 - beta))
@@ -428,13 +391,9 @@ class ScheduleFreeWrapper(_ScheduleFree):
         for group, (params, zs) in zip(self.param_groups, active, strict=True):
             lr = group["lr"] * group.get("d", 1.0)
             group["scheduled_lr"] = lr
-            k = group["sf_k"]
-            lr_max = group["sf_lr_max"] = max(lr, group["sf_lr_max"])
-            weight = (k + 1) ** self.r * lr_max**self.weight_lr_power
-            total = group["sf_weight_sum"] = group["sf_weight_sum"] + weight
-            c = weight / total if total > 0 else 0.0
+            c = _averaging_weight(group, lr, self.r, self.weight_lr_power, prefix="sf_")
             if params:
                 torch._foreach_lerp_(params, zs, c)
                 torch._foreach_lerp_(params, zs, 1.0 - beta)
-            group["sf_k"] = k + 1
+            group["sf_k"] += 1
         return loss
