@@ -1,9 +1,11 @@
 """The default sweep through lrlab vs the same runs one trial at a time through plain Optuna.
 
-lrlab: ``Study`` + ``LocalExecutor`` (all runs of the study batched into one computation), SQLite.
+lrlab: ``Study`` + ``LocalExecutor`` (all runs of the study batched into one computation), SQLite;
+its time includes the pilot run that derives the ``refined`` schedule.
 Peer: ``optuna.Study.optimize`` with a ``GridSampler`` over the same (lr, schedule, seed) grid,
 SQLite storage, and a per-trial PyTorch loop: ``nn.Linear`` (zero init), ``torch.optim.SGD``
-(weight decay = the task's L2 on the weights), ``LambdaLR`` with the same schedule, the same
+(weight decay = the task's L2 on the weights), ``LambdaLR`` with the same schedule (for
+``refined``, the one lrlab's study derived; the peer is not charged for the pilot), the same
 minibatch order (concatenated permutations from ``numpy.random.default_rng(seed)``), float32.
 Both use one torch thread (``torch.set_num_threads(1)``). Prints a table and writes
 ``bench/results/sweep.json``.
@@ -26,11 +28,10 @@ import torch
 from lrlab.cli.sweep_cmd import DEFAULT_TASK, DEFAULT_TASK_OPTIONS
 from lrlab.tasks import get_task
 from lrlab.tune import (
-    DEFAULT_SCHEDULES,
+    STUDY_SCHEDULES,
     LocalExecutor,
     Study,
     StudySettings,
-    build_schedule,
     log_grid,
     open_storage,
 )
@@ -41,20 +42,22 @@ def default_settings(steps: int | None) -> StudySettings:
     return StudySettings(
         task=DEFAULT_TASK,
         task_options=dict(DEFAULT_TASK_OPTIONS),
-        schedules=DEFAULT_SCHEDULES,
+        schedules=STUDY_SCHEDULES,
         lrs=tuple(log_grid(2.0**-6, 2.0**7, factor=2)),
         seeds=(0, 1, 2),
         steps=steps or task.default_steps,
     )
 
 
-def run_lrlab(settings: StudySettings, db: str) -> tuple[float, dict]:
+def run_lrlab(settings: StudySettings, db: str) -> tuple[float, dict, dict]:
+    """Wall time, final loss per (schedule, lr, seed), and the study's schedules by label."""
     t0 = time.perf_counter()
     study = Study.open("bench", settings, db)
     study.run(LocalExecutor())
     elapsed = time.perf_counter() - t0
     df = study.results()
-    return elapsed, {(r.schedule, r.lr, r.seed): r.final_loss for r in df.itertuples()}
+    losses = {(r.schedule, r.lr, r.seed): r.final_loss for r in df.itertuples()}
+    return elapsed, losses, study.schedules()
 
 
 def train_one(task, lr: float, schedule, seed: int, steps: int) -> float:
@@ -88,7 +91,7 @@ def train_one(task, lr: float, schedule, seed: int, steps: int) -> float:
     return float(final) if torch.isfinite(final) else math.nan
 
 
-def run_optuna(settings: StudySettings, storage) -> tuple[float, dict]:
+def run_optuna(settings: StudySettings, schedules: dict, storage) -> tuple[float, dict]:
     task = get_task(settings.task, **settings.task_options)
     space = {
         "lr": list(settings.lrs),
@@ -101,7 +104,7 @@ def run_optuna(settings: StudySettings, storage) -> tuple[float, dict]:
         lr = trial.suggest_categorical("lr", space["lr"])
         label = trial.suggest_categorical("schedule", space["schedule"])
         seed = trial.suggest_categorical("seed", space["seed"])
-        loss = train_one(task, lr, build_schedule(label, settings.steps), seed, settings.steps)
+        loss = train_one(task, lr, schedules[label], seed, settings.steps)
         out[(label, lr, seed)] = loss
         return loss if math.isfinite(loss) else math.inf
 
@@ -121,10 +124,14 @@ def main() -> None:
     settings = default_settings(args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         get_task(settings.task, **settings.task_options)  # data loading is not timed
-        t_lrlab, ours = run_lrlab(settings, os.path.join(tmp, "lrlab.db"))
-        t_optuna, peer = run_optuna(settings, "sqlite:///" + os.path.join(tmp, "optuna.db"))
+        t_lrlab, ours, schedules = run_lrlab(settings, os.path.join(tmp, "lrlab.db"))
+        t_optuna, peer = run_optuna(
+            settings, schedules, "sqlite:///" + os.path.join(tmp, "optuna.db")
+        )
         # the same peer on lrlab's SQLite setting (write-ahead log, no fsync per commit)
-        t_wal, _ = run_optuna(settings, open_storage(os.path.join(tmp, "optuna_wal.db")))
+        t_wal, _ = run_optuna(
+            settings, schedules, open_storage(os.path.join(tmp, "optuna_wal.db"))
+        )
     keys = sorted(ours)
     a = np.array([ours[k] for k in keys])
     b = np.array([peer[k] for k in keys])
