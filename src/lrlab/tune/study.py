@@ -70,7 +70,10 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        raise ValueError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from None
+        # SQLAlchemy wraps the driver's error (``orig``) and appends a link to its docs.
+        reason = getattr(exc, "orig", None) or exc
+        kind = type(reason).__name__
+        raise ValueError(f"cannot open storage {url!r}: {kind}: {reason}") from None
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:
