@@ -11,6 +11,7 @@ None.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,20 +70,33 @@ def _logreg_f_star(dataset: str, l2: float) -> float:
     return logistic_f_star(Xtr.numpy(), ytr.numpy(), n_classes, l2, bias=True)
 
 
-def _logreg(dataset: str, steps: int, batch: int, lr: float, l2: float) -> Task:
-    l2 = check_real("l2", l2, 0.0)
-    Xtr, ytr, Xte, yte = _split(dataset)
-    n_classes = int(ytr.max()) + 1
-    model = LinearSoftmax(Xtr.shape[1], n_classes, l2=l2)
+def logreg_task(
+    name: str,
+    source: str,
+    split: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    n_classes: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    l2: float,
+    f_star: float | None = None,
+    info: dict[str, Any] | None = None,
+) -> Task:
+    """A multinomial logistic-regression task (zero init) on a standardised train/test split.
+
+    ``source`` names the data in the description; ``l2`` must already be validated.
+    """
+    Xtr, ytr, Xte, yte = split
     return Task(
-        name=f"{dataset}_logreg",
+        name=name,
         description=(
-            f"multinomial logistic regression on scikit-learn's {dataset} "
+            f"multinomial logistic regression on {source} "
             f"({Xtr.shape[1]} standardised features, {n_classes} classes, "
             f"{len(Xtr)} train / {len(Xte)} test rows); zero init"
             + (f"; L2 penalty {l2:g}/2 ||W||^2" if l2 else "")
         ),
-        model=model,
+        model=LinearSoftmax(Xtr.shape[1], n_classes, l2=l2),
         X_train=Xtr,
         y_train=ytr,
         X_test=Xte,
@@ -90,8 +104,25 @@ def _logreg(dataset: str, steps: int, batch: int, lr: float, l2: float) -> Task:
         default_steps=steps,
         default_batch_size=batch,
         metric_name="accuracy",
-        f_star=_logreg_f_star(dataset, l2) if l2 > 0 else None,
+        f_star=f_star,
         default_lr=lr,
+        info={} if info is None else info,
+    )
+
+
+def _logreg(dataset: str, steps: int, batch: int, lr: float, l2: float) -> Task:
+    l2 = check_real("l2", l2, 0.0)
+    split = _split(dataset)
+    return logreg_task(
+        f"{dataset}_logreg",
+        f"scikit-learn's {dataset}",
+        split,
+        n_classes=int(split[1].max()) + 1,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        l2=l2,
+        f_star=_logreg_f_star(dataset, l2) if l2 > 0 else None,
     )
 
 

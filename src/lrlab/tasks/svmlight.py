@@ -15,8 +15,7 @@ import numpy as np
 
 from lrlab._checks import check_int, check_real
 from lrlab.tasks.base import Task
-from lrlab.tasks.classification import split_standardise
-from lrlab.tasks.models import LinearSoftmax
+from lrlab.tasks.classification import logreg_task, split_standardise
 
 
 def _number(tok: str) -> float | None:
@@ -91,23 +90,17 @@ def svmlight_task(
     classes, y = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"{path}: need at least 2 distinct labels, found {len(classes)}")
-    Xtr, ytr, Xte, yte = split_standardise(
+    split = split_standardise(
         X.toarray(), y.astype(np.int64), test_fraction=test_fraction, seed=split_seed
     )
-    return Task(
-        name=f"svmlight:{Path(path).name}",
-        description=(
-            f"multinomial logistic regression on {path} ({Xtr.shape[1]} standardised features, "
-            f"{len(classes)} classes, {len(Xtr)} train / {len(Xte)} test rows)"
-        ),
-        model=LinearSoftmax(Xtr.shape[1], len(classes), l2=l2),
-        X_train=Xtr,
-        y_train=ytr,
-        X_test=Xte,
-        y_test=yte,
-        default_steps=default_steps,
-        default_batch_size=default_batch_size,
-        metric_name="accuracy",
-        default_lr=default_lr,
+    return logreg_task(
+        f"svmlight:{Path(path).name}",
+        str(path),
+        split,
+        n_classes=len(classes),
+        steps=default_steps,
+        batch=default_batch_size,
+        lr=default_lr,
+        l2=l2,
         info={"classes": classes.tolist()},
     )
