@@ -12,7 +12,13 @@ has no reference package.
 Time: for each case, ours, the reference and AdamW are stepped in turn (interleaved, rotating who
 goes first), each on its own copy of the model; after warm-up the median (and the minimum, less
 sensitive to other load on a shared machine) of the per-step wall times is reported, and ratios
-are taken within the case.
+are taken within the case. The timing process runs with glibc's allocator keeping freed memory
+(``MALLOC_MMAP_THRESHOLD_`` = 32 MiB, ``MALLOC_TRIM_THRESHOLD_`` = 1 TiB; the script re-executes
+itself with them): a model-sized temporary allocated every step is then served from the heap
+instead of being mapped and faulted in afresh. That is the setting most favourable to methods
+that allocate temporaries (AdamW's foreach step and most references do; ours reuse work
+buffers), and it makes the timings independent of the allocator's history (with glibc's
+defaults the same AdamW step measured 23 or 40 ms depending on what ran before it).
 
 Memory, two figures per optimizer:
 - ``state_mb``: bytes of all tensors in the optimizer state after warm-up (for a wrapper, its own
@@ -48,7 +54,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
+# fixed allocator settings for the timing process (see the module docstring); glibc reads them
+# at start-up, hence the re-execution
+TIMING_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+if __name__ == "__main__" and "--child" not in sys.argv and any(
+        os.environ.get(k) != v for k, v in TIMING_MALLOC.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TIMING_MALLOC})
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -209,7 +222,8 @@ def child_peak(case: str, side: str, layers: int, width: int) -> float:
     """Peak RSS growth (MB) for one optimizer, measured in a fresh interpreter."""
     # glibc's mmap threshold fixed at 128 KiB: every freed tensor leaves the resident set at
     # once, so the peak counts live bytes rather than the allocator's caching of the moment
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {k: v for k, v in os.environ.items() if k not in TIMING_MALLOC}
+    env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     out = subprocess.run(
         [sys.executable, __file__, "--child", case, side, "--layers", str(layers),
          "--width", str(width)],
@@ -241,10 +255,13 @@ def time_steps(factories: list[Factory], layers: int, width: int, device: str, w
             [state_bytes(o) for o in opts])
 
 
-def compare_main(layers: int, width: int) -> None:
+def compare_main(layers: int, width: int, only: list[str] | None = None,
+                 write_results: bool = True) -> None:
     rows = []
     adamw_peak = child_peak("", "adamw", layers, width)
     for name, ours, ref in CASES:
+        if only and name not in only:
+            continue
         factories = [ours, adamw] + ([ref] if ref is not None else [])
         med, best, mem = time_steps(factories, layers, width, "cpu", WARMUP, STEPS)
         row: dict[str, Any] = {
@@ -271,9 +288,10 @@ def compare_main(layers: int, width: int) -> None:
     meta = {
         "params": layers * (width * width + width), "dtype": "float32", "threads": 1,
         "warmup_steps": WARMUP, "timed_steps": STEPS, "torch": torch.__version__,
-        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "machine": platform.machine(), "cpu_count": os.cpu_count(), "timing_env": TIMING_MALLOC,
     }
-    write("optim.json", {"meta": meta, "rows": rows})
+    if write_results:
+        write("optim.json", {"meta": meta, "rows": rows})
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -323,6 +341,8 @@ if __name__ == "__main__":
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--only", nargs="+", metavar="METHOD",
+                        help="time these methods only (nothing is written)")
     parser.add_argument("--peak-gbs", type=float, default=3350.0,
                         help="device peak memory bandwidth in GB/s (H100 SXM: 3350)")
     args = parser.parse_args()
@@ -332,4 +352,4 @@ if __name__ == "__main__":
     elif args.bandwidth:
         bandwidth_main(args.device, args.layers, args.width, args.peak_gbs)
     else:
-        compare_main(args.layers, args.width)
+        compare_main(args.layers, args.width, args.only, write_results=not args.only)

@@ -4,7 +4,8 @@ import madgrad as ref
 import pytest
 import torch
 
-from lrlab.optim.madgrad import MADGRAD, MirrorMADGRAD
+from lrlab.optim._foreach import Scratch
+from lrlab.optim.madgrad import MADGRAD, MirrorMADGRAD, cube_root
 from optim_harness import compute_grads, make_params, run_parity, run_resume
 
 MADGRAD_OPTIONS = [
@@ -126,6 +127,36 @@ def test_denominator_floor_leaves_every_nonzero_sum_alone(dtype):
 
     info = torch.finfo(dtype)
     sums = torch.tensor([0.0, info.tiny * info.eps, info.tiny, 1e-30, 1.0, 1e30], dtype=dtype)
-    rms = _cube_root_denominator([sums], 0.0)[0]
-    assert torch.equal(rms[1:], sums[1:].pow(1.0 / 3.0))
+    rms = _cube_root_denominator([sums], 0.0, [torch.empty_like(sums)], Scratch())[0]
+    plain = cube_root([sums], [torch.empty_like(sums)], Scratch())[0]
+    assert torch.equal(rms[1:], plain[1:])
     assert 0.0 < float(rms[0]) < float(rms[1])
+
+
+@pytest.mark.parametrize("dtype,bits,lo,hi", [(torch.float32, 8, -149, 100),
+                                              (torch.float64, 17, -1074, 960)])
+def test_cube_root_of_exact_cubes_is_within_4_ulp(dtype, bits, lo, hi):
+    """x = m^3 exactly representable (m = k 2^(e - bits) with k < 2^bits, so k^3 fits the
+    mantissa, and 3 (e - bits) >= the smallest subnormal's exponent), over the whole exponent
+    range: the answer is m."""
+    g = torch.Generator().manual_seed(0)
+    k = torch.randint(1, 2**bits, (4000,), generator=g).double()
+    e = torch.randint(lo // 3, hi // 3, (4000,), generator=g).double()
+    m = k * torch.exp2(e - bits)
+    x = (m**3).to(dtype)
+    exact = 3 * (e - bits) >= lo
+    assert int(exact.sum()) > 3000 and float(x[exact].min()) < 1e-36
+    r = cube_root([x[exact]], [torch.empty_like(x[exact])], Scratch())[0]
+    rel = ((r.double() - m[exact]) / m[exact]).abs().max()
+    assert float(rel) <= 4 * torch.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cube_root_edges_and_fallback(dtype):
+    x = torch.tensor([0.0, float("inf"), 1.0, 8.0, 1e-3], dtype=dtype)
+    r = cube_root([x], [torch.empty_like(x)], Scratch())[0]
+    assert r[0] == 0 and r[1] == float("inf")
+    assert torch.allclose(r[2:], torch.tensor([1.0, 2.0, 0.1], dtype=dtype), rtol=4e-7, atol=0)
+    half = x[2:].to(torch.bfloat16)  # no Newton constants for it: torch.pow
+    assert torch.equal(cube_root([half], [torch.empty_like(half)], Scratch())[0],
+                       half.pow(1.0 / 3.0))

@@ -36,9 +36,18 @@ def evaluate(closure: Callable[[], Any] | None) -> Any:
 
 class ValidatedOptimizer(torch.optim.Optimizer):
     """Every param group (also one added later) passes ``_check_group``; the options named in
-    ``SHARED`` must then agree across groups."""
+    ``SHARED`` must then agree across groups. Work buffers (``self._scratch``) are kept between
+    steps but not saved."""
 
     SHARED: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._scratch = Scratch()
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_scratch", Scratch())
 
     def _check_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -121,18 +130,10 @@ class GlobalStepOptimizer(ValidatedOptimizer):
 
     Subclasses list the hyperparameters that must agree across groups (``SHARED``) and the
     global scalars kept in every group (``GLOBALS``); a group added later receives the current
-    values. Work buffers (``Scratch``) are kept between steps but not saved.
+    values.
     """
 
     GLOBALS: tuple[str, ...] = ("d", "k")
-
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        self._scratch = Scratch()
-        super().__init__(params, defaults)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("_scratch", Scratch())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)

@@ -1,12 +1,16 @@
-"""Batched (``torch._foreach_*``) work on lists of tensors: gathering, batching, work buffers,
+"""Batched (``torch._foreach_*``) work on lists of tensors: cutting into blocks, work buffers,
 per-tensor reductions.
 
-Elementwise work runs over batches of tensors so that the temporaries of one vectorised
-operation stay bounded by about one batch, not the whole model. Two batch sizes are in use:
-``chunks`` cuts at ``CHUNK_NUMEL`` elements (used with ``Scratch`` buffers by the estimators
-whose reductions are added per tensor, so the cut does not change their results), ``batches``
-cuts at a fraction of the total (``CHUNK_MIN_NUMEL``, ``CHUNK_FRACTION``; its cut is part of
-the summation order of the optimizers that use it).
+On the CPU an optimizer step runs block by block: :func:`split` cuts every large tensor into
+flat views of at most ``BLOCK_NUMEL`` elements (the same cut in each parallel list) and
+:func:`chunks` groups consecutive pieces up to that size, so that the several operations of a
+step on one chunk find their operands still in the core's cache instead of streaming the whole
+model from memory once per operation; work buffers (``Scratch``) are then one chunk in size.
+On an accelerator tensors are not cut and chunks are ``DEVICE_CHUNK_NUMEL`` elements, which
+keeps the number of kernel launches small and the temporaries bounded.
+
+A reduction added up chunk by chunk depends on the cut only through its rounding; the cut is a
+function of the shapes alone, so a run and its resumed continuation cut alike.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 
 import torch
 
-CHUNK_NUMEL = 1 << 20
-CHUNK_MIN_NUMEL = 1 << 18
-CHUNK_FRACTION = 32
+BLOCK_NUMEL = 1 << 18
+DEVICE_CHUNK_NUMEL = 1 << 24
+
+# (tensor index, start, stop): a flat range of one tensor; start = stop = -1: the whole tensor
+Piece = tuple[int, int, int]
 
 
 def with_grad(group: dict[str, Any]) -> list[torch.Tensor]:
@@ -37,11 +43,53 @@ def params_with_grad(group: dict[str, Any]) -> tuple[list[torch.Tensor], list[to
     return params, [p.grad for p in params]
 
 
-def _cuts(tensors: Sequence[torch.Tensor], limit: int) -> Iterator[slice]:
+def _chunk_limit(t: torch.Tensor) -> int:
+    return BLOCK_NUMEL if t.device.type == "cpu" else DEVICE_CHUNK_NUMEL
+
+
+def plan(*lists: Sequence[torch.Tensor], multiple: int = 1) -> list[Piece]:
+    """Where :func:`split` cuts parallel lists: a CPU tensor of more than ``BLOCK_NUMEL``
+    elements that is contiguous in every list is cut into flat ranges of ``BLOCK_NUMEL``
+    elements rounded down to a multiple of ``multiple``; any other tensor stays whole."""
+    block = max(multiple, BLOCK_NUMEL - BLOCK_NUMEL % multiple)
+    pieces: list[Piece] = []
+    for i, t in enumerate(lists[0]):
+        n = t.numel()
+        if (n > block and t.device.type == "cpu"
+                and all(lst[i].is_contiguous() for lst in lists)):
+            pieces += [(i, a, min(a + block, n)) for a in range(0, n, block)]
+        else:
+            pieces.append((i, -1, -1))
+    return pieces
+
+
+def take(pieces: Sequence[Piece], tensors: Sequence[torch.Tensor],
+         every: int = 1) -> list[torch.Tensor]:
+    """The views ``pieces`` name in ``tensors``. With ``every > 1`` the tensors hold every
+    ``every``-th element of the cut ones (a range ``[a, b)`` maps to
+    ``[a / every, ceil(b / every))``; the cut points must be multiples of ``every``). A 0-dim
+    tensor (a scalar that broadcasts) stands for each piece of its position."""
+    out = []
+    for i, a, b in pieces:
+        t = tensors[i]
+        out.append(t if a < 0 or t.dim() == 0 else t.view(-1)[a // every:-(-b // every)])
+    return out
+
+
+def split(*lists: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
+    """Parallel lists with every large CPU tensor replaced by its consecutive flat blocks (the
+    same cut in every list, see :func:`plan`); in-place work on a block changes the tensor."""
+    pieces = plan(*lists)
+    return tuple(take(pieces, lst) for lst in lists)
+
+
+def chunks(tensors: Sequence[torch.Tensor]) -> Iterator[slice]:
+    """Consecutive index ranges whose tensors hold at most ``BLOCK_NUMEL`` elements on the CPU
+    (``DEVICE_CHUNK_NUMEL`` elsewhere), or a single larger tensor."""
     start, size = 0, 0
     for i, t in enumerate(tensors):
         n = t.numel()
-        if size > 0 and size + n > limit:
+        if size > 0 and size + n > _chunk_limit(t):
             yield slice(start, i)
             start, size = i, 0
         size += n
@@ -49,18 +97,11 @@ def _cuts(tensors: Sequence[torch.Tensor], limit: int) -> Iterator[slice]:
         yield slice(start, len(tensors))
 
 
-def chunks(tensors: Sequence[torch.Tensor], limit: int = CHUNK_NUMEL) -> Iterator[slice]:
-    """Consecutive index ranges whose tensors hold at most ``limit`` elements (or one tensor)."""
-    return _cuts(tensors, limit)
-
-
-def batches(*lists: Sequence[torch.Tensor]) -> Iterator[tuple[list, ...]]:
-    """Parallel tensor lists cut into consecutive batches of at most
-    ``max(CHUNK_MIN_NUMEL, total / CHUNK_FRACTION)`` elements of the first list (a larger single
-    tensor forms its own batch)."""
-    limit = max(CHUNK_MIN_NUMEL, sum(t.numel() for t in lists[0]) // CHUNK_FRACTION)
-    for sl in _cuts(lists[0], limit):
-        yield tuple(list(lst[sl]) for lst in lists)
+def blocks(*lists: Sequence[torch.Tensor]) -> Iterator[tuple[list[torch.Tensor], ...]]:
+    """``split`` the parallel lists and yield them chunk by chunk."""
+    cut = split(*lists)
+    for sl in chunks(cut[0]):
+        yield tuple(lst[sl] for lst in cut)
 
 
 class Scratch:

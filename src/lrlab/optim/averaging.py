@@ -21,7 +21,7 @@ import torch
 
 from lrlab._checks import check_real
 from lrlab.optim._base import DualWeightOptimizer, ScalarStateOptimizer, evaluate
-from lrlab.optim._foreach import with_grad
+from lrlab.optim._foreach import blocks, with_grad
 from lrlab.optim._validate import check_lr
 
 __all__ = ["MDA", "PrimalAveragingSGD"]
@@ -74,13 +74,14 @@ class MDA(DualWeightOptimizer):
             states = self._states(params, zeros=("s",), copies=("x0",))
             sums = [st["s"] for st in states]
             origins = [st["x0"] for st in states]
-            c = 1.0 - group["momentum"]
-            torch._foreach_add_(sums, [p.grad for p in params], alpha=lam)
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(sums, params, alpha=lam * group["weight_decay"])
-            # x <- (1 - c) x + c (x0 - s / sqrt(k + 1)), without materialising z
-            torch._foreach_lerp_(params, origins, c)
-            torch._foreach_add_(params, sums, alpha=-c / root)
+            c, decay = 1.0 - group["momentum"], group["weight_decay"]
+            for p_c, g_c, s_c, o_c in blocks(params, [p.grad for p in params], sums, origins):
+                torch._foreach_add_(s_c, g_c, alpha=lam)
+                if decay != 0:
+                    torch._foreach_add_(s_c, p_c, alpha=lam * decay)
+                # x <- (1 - c) x + c (x0 - s / sqrt(k + 1)), without materialising z
+                torch._foreach_lerp_(p_c, o_c, c)
+                torch._foreach_add_(p_c, s_c, alpha=-c / root)
         return lam
 
 
@@ -134,8 +135,10 @@ class PrimalAveragingSGD(ScalarStateOptimizer):
             if not params:
                 continue
             zs = [st["z"] for st in self._states(params, copies=("z",))]
-            torch._foreach_add_(zs, [p.grad for p in params], alpha=-lr)
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(zs, params, alpha=-lr * group["weight_decay"])
-            torch._foreach_lerp_(params, zs, 1.0 - group["momentum"])
+            decay = group["weight_decay"]
+            for p_c, g_c, z_c in blocks(params, [p.grad for p in params], zs):
+                torch._foreach_add_(z_c, g_c, alpha=-lr)
+                if decay != 0:
+                    torch._foreach_add_(z_c, p_c, alpha=-lr * decay)
+                torch._foreach_lerp_(p_c, z_c, 1.0 - group["momentum"])
         return loss

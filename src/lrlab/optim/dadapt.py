@@ -24,7 +24,7 @@ import torch
 from lrlab.optim._base import GlobalStepOptimizer, evaluate
 from lrlab.optim._foreach import (
     abs_sums,
-    chunks,
+    blocks,
     dots,
     into,
     params_with_grad,
@@ -97,8 +97,8 @@ class DAdaptSGD(GlobalStepOptimizer):
         g0_norm = first["g0_norm"]
         if k == 0:
             sq = [v for g, _, grads in gathered if g["lr"] > 0
-                  for sl in chunks(grads)
-                  for v in square_sums(grads[sl], self._scratch.views(1, grads[sl]))]
+                  for (gs,) in blocks(grads)
+                  for v in square_sums(gs, self._scratch.views(1, gs))]
             g0_norm = math.sqrt(total(sq))
             if g0_norm == 0:
                 return loss
@@ -110,11 +110,10 @@ class DAdaptSGD(GlobalStepOptimizer):
             states = self._states(params, zeros=("s",), copies=("x0",))
             s_all = [st["s"] for st in states]
             x0_all = [st["x0"] for st in states]
-            for sl in chunks(params):
-                ps, ss, x0 = params[sl], s_all[sl], x0_all[sl]
+            for ps, g_c, ss, x0 in blocks(params, grads, s_all, x0_all):
                 work = self._scratch.views(1, ps)
                 if group["lr"] > 0:
-                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(g_c, ps, group["weight_decay"], self._scratch)
                     num_parts += dots(gs, ss)
                     torch._foreach_add_(ss, gs, alpha=dlr)
                     sq_parts += square_sums(ss, work)
@@ -215,12 +214,9 @@ class DAdaptAdam(GlobalStepOptimizer):
             decay = 0.0 if decouple else group["weight_decay"]
             group_dots: list[torch.Tensor] = []
             group_l1: list[torch.Tensor] = []
-            for sl in chunks(params):
-                st = states[sl]
-                ss = [x["s"] for x in st]
-                ms = [x["exp_avg"] for x in st]
-                vs = [x["exp_avg_sq"] for x in st]
-                gs = with_decay(grads[sl], params[sl], decay, self._scratch)
+            state_lists = [[x[name] for x in states] for name in ("s", "exp_avg", "exp_avg_sq")]
+            for ps, g_c, ss, ms, vs in blocks(params, grads, *state_lists):
+                gs = with_decay(g_c, ps, decay, self._scratch)
                 work = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(work, eps)
                 group_dots += dots(gs, into(torch.div, work, ss, work))
@@ -242,15 +238,14 @@ class DAdaptAdam(GlobalStepOptimizer):
 
         for group, params, _ in active:
             decay = group["weight_decay"] if decouple else 0.0
-            for sl in chunks(params):
-                st = [self.state[p] for p in params[sl]]
-                ps = params[sl]
-                vs = [x["exp_avg_sq"] for x in st]
-                den = into(torch.sqrt, self._scratch.views(1, vs), vs)
+            ms = [self.state[p]["exp_avg"] for p in params]
+            vs = [self.state[p]["exp_avg_sq"] for p in params]
+            for ps, m_c, v_c in blocks(params, ms, vs):
+                den = into(torch.sqrt, self._scratch.views(1, v_c), v_c)
                 torch._foreach_add_(den, group["eps"])
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
-                torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-1)
+                torch._foreach_addcdiv_(ps, m_c, den, value=-1)
         self._sync({"d": d_new, "k": k + 1, "numerator_weighted": numerator})
         return loss
 
@@ -320,14 +315,12 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     st["sk"] = torch.zeros_like(p)
                     st["x0"] = p.detach().clone()
             eps, active = group["eps"], group["lr"] > 0
-            for sl in chunks(params):
-                ps = params[sl]
-                st = [self.state[p] for p in ps]
-                alphas = [x["alphak"] for x in st]
-                ss = [x["sk"] for x in st]
+            states = [self.state[p] for p in params]
+            state_lists = [[x[name] for x in states] for name in ("alphak", "sk", "x0")]
+            for ps, g_c, alphas, ss, x0 in blocks(params, grads, *state_lists):
                 work = self._scratch.views(1, ps)
                 if active:
-                    gs = with_decay(grads[sl], ps, group["weight_decay"], self._scratch)
+                    gs = with_decay(g_c, ps, group["weight_decay"], self._scratch)
                     gsq = into(torch.mul, work, gs, gs)
                     torch._foreach_add_(alphas, gsq)
                 den = into(torch.sqrt, self._scratch.views(2, ps), alphas)
@@ -339,7 +332,6 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                 self._weighted_norms(ss, den, work, sksq_parts, l1_parts)
                 # z = x0 − s / a, then x ← β x + (1 − β) z
                 step = into(torch.div, work, ss, den)
-                x0 = [x["x0"] for x in st]
                 if ck == 1.0:
                     torch._foreach_copy_(ps, x0)
                     torch._foreach_sub_(ps, step)
@@ -350,12 +342,12 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     torch._foreach_add_(ps, step, alpha=ck)
             idle = [p for p in group["params"]
                     if p.grad is None and p in self.state and "sk" in self.state[p]]
-            for sl in chunks(idle):
-                st = [self.state[p] for p in idle[sl]]
-                alphas = [x["alphak"] for x in st]
+            idle_alphas = [self.state[p]["alphak"] for p in idle]
+            idle_ss = [self.state[p]["sk"] for p in idle]
+            for alphas, ss in blocks(idle_alphas, idle_ss):
                 den = into(torch.sqrt, self._scratch.views(2, alphas), alphas)
                 torch._foreach_add_(den, eps)
-                self._weighted_norms([x["sk"] for x in st], den, self._scratch.views(1, alphas),
+                self._weighted_norms(ss, den, self._scratch.views(1, alphas),
                                      sksq_parts, l1_parts)
 
         l1 = total(l1_parts)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from lrlab.optim._foreach import Scratch, chunks, dots, into, params_with_grad, total
+from lrlab.optim._foreach import Scratch, chunks, dots, into, params_with_grad, split, total
 from lrlab.optim._validate import check_beta, check_bool, check_nonneg, check_positive
 
 _TUNER_KEYS = ("s", "v", "r", "m")
@@ -164,23 +164,29 @@ class Mechanic(torch.optim.Optimizer):
     ) -> None:
         tuner = self.tuner
         refs = [self.state[p]["ref"] for p in params]
+        stored = [self.state[p]["delta"] for p in params] if self.store_delta else refs
         s_sum = tuner["s"].sum()
-        x_norm = math.sqrt(total(dots(params, params)))
-        g_norm = math.sqrt(total(dots(grads, grads)))
+        cut = split(params, grads, before, refs, stored)
 
-        h_parts: list[torch.Tensor] = []
-        for sl in chunks(params):
-            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=False)
+        # h = <Δ, g + c x⁺> = <Δ, g> + c <Δ, x⁺>, c from ‖g‖ and ‖x⁺‖, all in one pass
+        x_parts: list[torch.Tensor] = []
+        g_parts: list[torch.Tensor] = []
+        hg_parts: list[torch.Tensor] = []
+        hx_parts: list[torch.Tensor] = []
+        for sl in chunks(cut[0]):
+            ps, gs, bs, rs, ds = (lst[sl] for lst in cut)
+            deltas = self._delta(ps, rs, bs, ds, s_sum, moved=False)
+            hg_parts += dots(deltas, gs)
             if self.s_decay != 0:
-                c = self.s_decay * float(s_sum) * g_norm / (x_norm + self.eps)
-                pull = into(torch.add, self._scratch.views(3, params[sl]), grads[sl],
-                            params[sl], alpha=c)
-            else:
-                pull = grads[sl]
-            h_parts += dots(deltas, pull)
+                x_parts += dots(ps, ps)
+                g_parts += dots(gs, gs)
+                hx_parts += dots(deltas, ps)
             if self.store_delta:
-                self._add_move(deltas, params[sl], before[sl])
-        h = total(h_parts)
+                self._add_move(deltas, ps, bs)
+        h = total(hg_parts)
+        if self.s_decay != 0:
+            x_norm, g_norm = math.sqrt(total(x_parts)), math.sqrt(total(g_parts))
+            h += self.s_decay * float(s_sum) * g_norm / (x_norm + self.eps) * total(hx_parts)
 
         betas = torch.tensor(self.betas, dtype=tuner["s"].dtype, device=tuner["s"].device)
         s, v, r, m = (tuner[k] for k in _TUNER_KEYS)
@@ -192,25 +198,28 @@ class Mechanic(torch.optim.Optimizer):
         s.copy_(wealth / (torch.sqrt(v) + self.eps))
 
         scale = max(float(s.sum()), 0.0)
-        for sl in chunks(params):
-            deltas = self._delta(params[sl], refs[sl], before[sl], s_sum, moved=True)
-            shift = into(torch.mul, self._scratch.views(3, params[sl]), deltas, scale)
-            into(torch.add, params[sl], refs[sl], shift)
+        for sl in chunks(cut[0]):
+            ps, _, bs, rs, ds = (lst[sl] for lst in cut)
+            deltas = self._delta(ps, rs, bs, ds, s_sum, moved=True)
+            shift = into(torch.mul, self._scratch.views(3, ps), deltas, scale)
+            into(torch.add, ps, rs, shift)
 
     def _delta(
         self,
         params: list[torch.Tensor],
         refs: list[torch.Tensor],
         before: list[torch.Tensor],
+        stored: list[torch.Tensor],
         s_sum: torch.Tensor,
         moved: bool,
     ) -> list[torch.Tensor]:
-        """Δ for a chunk: stored, or (x − x_ref)/(S + ε) recomputed (plus x⁺ − x if ``moved``).
+        """Δ for a chunk: ``stored``, or (x − x_ref)/(S + ε) recomputed (plus x⁺ − x if
+        ``moved``).
 
         Recomputing in both passes gives the same bits as keeping it and needs no
         model-sized buffer."""
         if self.store_delta:
-            return [self.state[p]["delta"] for p in params]
+            return stored
         deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
         torch._foreach_div_(deltas, s_sum + self.eps)
         if moved:

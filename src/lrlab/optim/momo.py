@@ -29,7 +29,7 @@ import torch
 
 from lrlab._checks import check_real
 from lrlab.optim._base import ScalarStateOptimizer, evaluate
-from lrlab.optim._foreach import batches, dot_sum, sq_norm_sum, with_grad
+from lrlab.optim._foreach import blocks, dot_sum, into, sq_norm_sum, with_grad
 from lrlab.optim._validate import check_betas, check_bool, check_lr
 
 __all__ = ["Momo", "MomoAdam"]
@@ -182,10 +182,11 @@ class Momo(_MomoBase):
             active.append((params, avgs))
             if not params:
                 continue
-            torch._foreach_lerp_(avgs, grads, 1 - beta)
-            xg.append(dot_sum(params, grads))
-            xd.append(dot_sum(params, avgs))
-            sq.append(sq_norm_sum(avgs))
+            for p_c, g_c, d_c in blocks(params, grads, avgs):
+                torch._foreach_lerp_(d_c, g_c, 1 - beta)
+                xg.append(dot_sum(p_c, g_c))
+                xd.append(dot_sum(p_c, d_c))
+                sq.append(sq_norm_sum(d_c))
         if not xg:
             sc["step"] = k
             return loss
@@ -199,10 +200,11 @@ class Momo(_MomoBase):
             taus.append(tau)
             if not params:
                 continue
-            torch._foreach_add_(params, avgs, alpha=-tau)
             decay = group["lr"] * group["weight_decay"]
-            if decay > 0:
-                torch._foreach_div_(params, 1.0 + decay)
+            for p_c, d_c in blocks(params, avgs):
+                torch._foreach_add_(p_c, d_c, alpha=-tau)
+                if decay > 0:
+                    torch._foreach_div_(p_c, 1.0 + decay)
         sc["tau"] = taus
         sc["step"] = k
         return loss
@@ -267,11 +269,11 @@ class MomoAdam(_MomoBase):
         check_real("eps", group["eps"], 0.0)
         check_bool("divide", group["divide"])
 
-    @staticmethod
-    def _denominators(sqs: list[torch.Tensor], root_bc2: float, eps: float) -> list[torch.Tensor]:
-        """``sqrt(v) + eps * sqrt(1 - beta2^k)`` = D_k * sqrt(1 - beta2^k): the bias correction
-        is applied to the scalars instead of to every element."""
-        denom = torch._foreach_sqrt(sqs)
+    def _denominators(self, sqs: list[torch.Tensor], root_bc2: float,
+                      eps: float) -> list[torch.Tensor]:
+        """``sqrt(v) + eps * sqrt(1 - beta2^k)`` = D_k * sqrt(1 - beta2^k) in a work buffer: the
+        bias correction is applied to the scalars instead of to every element."""
+        denom = into(torch.sqrt, self._scratch.views(1, sqs), sqs)
         torch._foreach_add_(denom, eps * root_bc2)
         return denom
 
@@ -294,13 +296,14 @@ class MomoAdam(_MomoBase):
             active.append((params, avgs, sqs))
             if not params:
                 continue
-            torch._foreach_lerp_(avgs, grads, 1 - beta1)
-            torch._foreach_mul_(sqs, beta2)
-            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
-            xg.append(dot_sum(params, grads))
-            xd.append(dot_sum(params, avgs))
-            for d_c, v_c in batches(avgs, sqs):
-                scaled = torch._foreach_div(d_c, self._denominators(v_c, root_bc2, group["eps"]))
+            for p_c, g_c, d_c, v_c in blocks(params, grads, avgs, sqs):
+                torch._foreach_lerp_(d_c, g_c, 1 - beta1)
+                torch._foreach_mul_(v_c, beta2)
+                torch._foreach_addcmul_(v_c, g_c, g_c, value=1 - beta2)
+                xg.append(dot_sum(p_c, g_c))
+                xd.append(dot_sum(p_c, d_c))
+                denom = self._denominators(v_c, root_bc2, group["eps"])
+                scaled = into(torch.div, denom, d_c, denom)
                 sq.append(dot_sum(d_c, scaled) * root_bc2)
         sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
         if not xg:
@@ -316,13 +319,13 @@ class MomoAdam(_MomoBase):
             if not params:
                 continue
             decay = group["lr"] * group["weight_decay"]
-            if decay > 0 and not group["divide"]:
-                torch._foreach_mul_(params, 1.0 - decay)
-            for p_c, d_c, v_c in batches(params, avgs, sqs):
+            for p_c, d_c, v_c in blocks(params, avgs, sqs):
+                if decay > 0 and not group["divide"]:
+                    torch._foreach_mul_(p_c, 1.0 - decay)
                 denom = self._denominators(v_c, root_bc2, group["eps"])
                 torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
-            if decay > 0 and group["divide"]:
-                torch._foreach_div_(params, 1.0 + decay)
+                if decay > 0 and group["divide"]:
+                    torch._foreach_div_(p_c, 1.0 + decay)
         sc["tau"] = taus
         sc["step"] = k
         return loss

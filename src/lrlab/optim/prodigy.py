@@ -19,7 +19,16 @@ from typing import Any
 import torch
 
 from lrlab.optim._base import GlobalStepOptimizer, evaluate
-from lrlab.optim._foreach import abs_sums, chunks, into, params_with_grad, total, with_decay
+from lrlab.optim._foreach import (
+    abs_sums,
+    chunks,
+    into,
+    params_with_grad,
+    plan,
+    take,
+    total,
+    with_decay,
+)
 from lrlab.optim._validate import (
     check_beta,
     check_betas,
@@ -137,26 +146,38 @@ class Prodigy(GlobalStepOptimizer):
         active = [(g, *params_with_grad(g)) for g in groups if g["lr"] > 0]
         dot_parts: list[torch.Tensor] = []
         l1_parts: list[torch.Tensor] = []
+        cut: list[dict[str, list[torch.Tensor]]] = []
         for group, params, grads in active:
             sp = group["slice_p"]
             states = [self._init_state(p, sp, beta1 > 0) for p in params]
+            lists = {name: [x[name] for x in states]
+                     for name in ("exp_avg", "exp_avg_sq") if name in states[0]} \
+                if states else {}
+            # the cut points are multiples of slice_p: a block's every slice_p-th entry is then
+            # the matching range of the sliced state s, p0
+            pieces = plan(params, grads, *lists.values(), multiple=sp)
+            views = {name: take(pieces, lst) for name, lst in lists.items()}
+            views.update(p=take(pieces, params), g=take(pieces, grads),
+                         s=take(pieces, [x["s"] for x in states], sp),
+                         p0=take(pieces, [x["p0"] for x in states], sp))
+            cut.append(views)
             coupled = 0.0 if decouple else group["weight_decay"]
             s_rate = (d / d0) * (d if group["safeguard_warmup"] else dlr)
-            for sl in chunks(params):
-                ps, st = params[sl], states[sl]
-                gs = with_decay(grads[sl], ps, coupled, self._scratch)
+            for sl in chunks(views["p"]):
+                ps = views["p"][sl]
+                gs = with_decay(views["g"][sl], ps, coupled, self._scratch)
                 g_cut = [_sliced(g, sp) for g in gs]
                 work = self._scratch.views(1, g_cut)
-                for g, p, x, w in zip(g_cut, ps, st, work, strict=True):
-                    dot_parts.append(torch.dot(g, torch.sub(x["p0"], _sliced(p, sp), out=w)))
+                for g, p, p0, w in zip(g_cut, ps, views["p0"][sl], work, strict=True):
+                    dot_parts.append(torch.dot(g, torch.sub(p0, _sliced(p, sp), out=w)))
                 if beta1 > 0:
-                    ms = [x["exp_avg"] for x in st]
+                    ms = views["exp_avg"][sl]
                     torch._foreach_mul_(ms, beta1)
                     torch._foreach_add_(ms, gs, alpha=d * (1 - beta1))
-                vs = [x["exp_avg_sq"] for x in st]
+                vs = views["exp_avg_sq"][sl]
                 torch._foreach_mul_(vs, beta2)
                 torch._foreach_addcmul_(vs, gs, gs, value=d * d * (1 - beta2))
-                ss = [x["s"] for x in st]
+                ss = views["s"][sl]
                 torch._foreach_mul_(ss, beta3)
                 torch._foreach_add_(ss, g_cut, alpha=s_rate)
                 l1_parts += abs_sums(ss, work)
@@ -170,21 +191,21 @@ class Prodigy(GlobalStepOptimizer):
         d_max = max(d_max, d_hat)
         d_new = min(d_max, d_new * first["growth_rate"])
 
-        for group, params, grads in active:
+        for (group, _, _), views in zip(active, cut, strict=True):
             eps = group["eps"]
             decay = group["weight_decay"]
-            for sl in chunks(params):
-                ps = params[sl]
-                st = [self.state[p] for p in ps]
-                vs = [x["exp_avg_sq"] for x in st]
+            for sl in chunks(views["p"]):
+                ps = views["p"][sl]
+                vs = views["exp_avg_sq"][sl]
                 den = into(torch.sqrt, self._scratch.views(1, vs), vs)
                 torch._foreach_add_(den, d_new * eps)
                 if decouple and decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
                 if beta1 > 0:
-                    torch._foreach_addcdiv_(ps, [x["exp_avg"] for x in st], den, value=-dlr)
+                    torch._foreach_addcdiv_(ps, views["exp_avg"][sl], den, value=-dlr)
                 else:
-                    gs = with_decay(grads[sl], ps, 0.0 if decouple else decay, self._scratch)
+                    gs = with_decay(views["g"][sl], ps, 0.0 if decouple else decay,
+                                    self._scratch)
                     torch._foreach_addcdiv_(ps, gs, den, value=-dlr * d_new)
         self._sync({"d": d_new, "d_max": d_max, "d_numerator": numerator, "k": k + 1})
         return loss

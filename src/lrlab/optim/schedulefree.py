@@ -37,7 +37,7 @@ import torch
 
 from lrlab._checks import check_int, check_real
 from lrlab.optim._base import ScalarStateOptimizer, evaluate
-from lrlab.optim._foreach import batches, with_grad
+from lrlab.optim._foreach import blocks, into, with_grad
 from lrlab.optim._validate import check_betas, check_lr
 
 __all__ = ["AdamWScheduleFree", "SGDScheduleFree", "ScheduleFreeWrapper"]
@@ -191,11 +191,13 @@ class SGDScheduleFree(_BuiltInScheduleFree):
         if params:
             grads = [p.grad for p in params]
             zs = [st["z"] for st in self._states(params, copies=("z",))]
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-            torch._foreach_lerp_(params, zs, c)
-            torch._foreach_add_(params, grads, alpha=lr * (group["momentum"] * (1 - c) - 1))
-            torch._foreach_add_(zs, grads, alpha=-lr)
+            decay = group["weight_decay"]
+            for y_c, g_c, z_c in blocks(params, grads, zs):
+                if decay != 0:
+                    torch._foreach_add_(g_c, y_c, alpha=decay)
+                torch._foreach_lerp_(y_c, z_c, c)
+                torch._foreach_add_(y_c, g_c, alpha=lr * (group["momentum"] * (1 - c) - 1))
+                torch._foreach_add_(z_c, g_c, alpha=-lr)
 
 
 class AdamWScheduleFree(_BuiltInScheduleFree):
@@ -263,19 +265,19 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
             states = self._states(params, zeros=("exp_avg_sq",), copies=("z",))
             zs = [st["z"] for st in states]
             sqs = [st["exp_avg_sq"] for st in states]
-            torch._foreach_mul_(sqs, beta2)
-            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
-            for g_c, v_c in batches(grads, sqs):
-                denom = torch._foreach_mul(v_c, 1.0 / bc2)
+            eps, decay = group["eps"], group["weight_decay"]
+            for y_c, g_c, v_c, z_c in blocks(params, grads, sqs, zs):
+                torch._foreach_mul_(v_c, beta2)
+                torch._foreach_addcmul_(v_c, g_c, g_c, value=1 - beta2)
+                denom = into(torch.mul, self._scratch.views(1, v_c), v_c, 1.0 / bc2)
                 torch._foreach_sqrt_(denom)
-                torch._foreach_add_(denom, group["eps"])
+                torch._foreach_add_(denom, eps)
                 torch._foreach_div_(g_c, denom)
-                del denom
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(grads, params, alpha=group["weight_decay"])
-            torch._foreach_lerp_(params, zs, c)
-            torch._foreach_add_(params, grads, alpha=lr * (beta1 * (1 - c) - 1))
-            torch._foreach_add_(zs, grads, alpha=-lr)
+                if decay != 0:
+                    torch._foreach_add_(g_c, y_c, alpha=decay)
+                torch._foreach_lerp_(y_c, z_c, c)
+                torch._foreach_add_(y_c, g_c, alpha=lr * (beta1 * (1 - c) - 1))
+                torch._foreach_add_(z_c, g_c, alpha=-lr)
 
 
 class ScheduleFreeWrapper(_ScheduleFree):
@@ -378,10 +380,11 @@ class ScheduleFreeWrapper(_ScheduleFree):
             if not params:
                 continue
             lr = check_lr(group["lr"])
-            if decay != 0:
-                torch._foreach_add_(zs, params, alpha=-lr * decay)
-                torch._foreach_mul_(params, 1.0 - lr * decay * (1 - beta))
-            torch._foreach_lerp_(params, zs, 1.0 - 1.0 / beta)
+            for y_c, z_c in blocks(params, zs):
+                if decay != 0:
+                    torch._foreach_add_(z_c, y_c, alpha=-lr * decay)
+                    torch._foreach_mul_(y_c, 1.0 - lr * decay * (1 - beta))
+                torch._foreach_lerp_(y_c, z_c, 1.0 - 1.0 / beta)
             self._swap_z(params, zs)
         try:
             self.base.step()
@@ -392,8 +395,8 @@ class ScheduleFreeWrapper(_ScheduleFree):
             lr = group["lr"] * group.get("d", 1.0)
             group["scheduled_lr"] = lr
             c = _averaging_weight(group, lr, self.r, self.weight_lr_power, prefix="sf_")
-            if params:
-                torch._foreach_lerp_(params, zs, c)
-                torch._foreach_lerp_(params, zs, 1.0 - beta)
+            for x_c, z_c in blocks(params, zs):
+                torch._foreach_lerp_(x_c, z_c, c)
+                torch._foreach_lerp_(x_c, z_c, 1.0 - beta)
             group["sf_k"] += 1
         return loss
