@@ -60,8 +60,9 @@ def cube_root(sums: list[torch.Tensor], out: list[torch.Tensor], scratch: Scratc
     four_thirds = torch.tensor(4.0 / 3.0, dtype=dtype, device=device)
     first = torch.tensor(guess, dtype=dtype, device=device)
     offset = torch.tensor(add, dtype=dtype, device=device)
-    for x, o, a, t, y in zip(sums, out, scratch.views(3, sums), scratch.views(4, sums),
-                             scratch.views(5, sums), strict=True):
+    for x, y, a, t in zip(sums, out, scratch.views(3, sums), scratch.views(4, sums),
+                          strict=True):
+        # y, the inverse cube root, lives in the output buffer until the last line
         torch.mul(x, 2.0**shift, out=a)
         torch.add(first, a.view(int_dtype), alpha=-1.0 / 3.0, out=t)
         y.view(int_dtype).copy_(t)
@@ -71,7 +72,7 @@ def cube_root(sums: list[torch.Tensor], out: list[torch.Tensor], scratch: Scratc
             torch.addcmul(four_thirds, t, y, value=-1.0 / 3.0, out=t)
             y.mul_(t)
         torch.mul(y, y, out=t)
-        torch.addcmul(offset, t, a, value=2.0 ** (-shift // 3), out=o)
+        torch.addcmul(offset, t, a, value=2.0 ** (-shift // 3), out=y)
     return out
 
 
