@@ -25,9 +25,9 @@ Memory, two figures per optimizer:
   state plus the base optimizer's);
 - ``peak_mb``: the process's peak resident set (VmHWM) minus its resident set once the model and
   gradients exist, over construction and 3 steps, measured in a fresh child process per
-  optimizer (after two steps on a tiny model, so library loading is not counted; glibc's mmap
-  threshold fixed at 128 KiB so freed tensors leave the resident set at once): state, work
-  buffers and the largest temporaries of a step.
+  optimizer (after two steps on a 360k-parameter model that is cut into blocks too, so loading
+  libraries and kernels is not counted; glibc's mmap threshold fixed at 128 KiB so freed tensors
+  leave the resident set at once): state, work buffers and the largest temporaries of a step.
 
 ``--bandwidth`` (use ``--device cuda --width 4096 --layers 6`` for >= 100M parameters) reports
 instead each method's achieved memory bandwidth, ``bytes moved / step time``, as a fraction of the
