@@ -12,6 +12,7 @@ method, a non-zero ``lr`` is used as ``lr + eps`` (0 stays 0). :meth:`effective_
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -29,6 +30,16 @@ __all__ = ["MADGRAD", "MirrorMADGRAD"]
 # scale (a multiple of 3), Newton iterations)
 _NEWTON = {torch.float32: (torch.int32, 23, 127, 24, 3),
            torch.float64: (torch.int64, 52, 1023, 60, 4)}
+
+
+@functools.lru_cache(maxsize=16)
+def _newton_constants(dtype: torch.dtype, add: float) -> tuple[torch.Tensor, ...]:
+    """0-dim CPU tensors for :func:`cube_root`: the first-guess offset (bits(a^(-1/3)) ~
+    (4/3) bits(1) - bits(a) / 3, with the usual 0.045 offset of log2(1+m) ~ m), 4/3 and
+    ``add`` (made once, not at every chunk of every step)."""
+    _, mantissa, bias, _, _ = _NEWTON[dtype]
+    guess = (4.0 / 3.0) * 2.0**mantissa * (bias - 0.0450466)
+    return tuple(torch.tensor(v, dtype=dtype) for v in (guess, 4.0 / 3.0, add))
 
 
 def cube_root(sums: list[torch.Tensor], out: list[torch.Tensor], scratch: Scratch,
@@ -53,13 +64,8 @@ def cube_root(sums: list[torch.Tensor], out: list[torch.Tensor], scratch: Scratc
         if add != 0:
             torch._foreach_add_(out, add)
         return out
-    int_dtype, mantissa, bias, shift, iterations = spec
-    # bits(a^(-1/3)) ~ (4/3) bits(1) - bits(a) / 3, with the usual 0.045 offset of log2(1+m) ~ m
-    guess = (4.0 / 3.0) * 2.0**mantissa * (bias - 0.0450466)
-    dtype, device = sums[0].dtype, sums[0].device
-    four_thirds = torch.tensor(4.0 / 3.0, dtype=dtype, device=device)
-    first = torch.tensor(guess, dtype=dtype, device=device)
-    offset = torch.tensor(add, dtype=dtype, device=device)
+    int_dtype, _, _, shift, iterations = spec
+    first, four_thirds, offset = _newton_constants(sums[0].dtype, add)
     for x, y, a, t in zip(sums, out, scratch.views(3, sums), scratch.views(4, sums),
                           strict=True):
         # y, the inverse cube root, lives in the output buffer until the last line

@@ -150,9 +150,8 @@ class Prodigy(GlobalStepOptimizer):
         for group, params, grads in active:
             sp = group["slice_p"]
             states = [self._init_state(p, sp, beta1 > 0) for p in params]
-            lists = {name: [x[name] for x in states]
-                     for name in ("exp_avg", "exp_avg_sq") if name in states[0]} \
-                if states else {}
+            names = ("exp_avg", "exp_avg_sq") if beta1 > 0 else ("exp_avg_sq",)
+            lists = {name: [x[name] for x in states] for name in names}
             # the cut points are multiples of slice_p: a block's every slice_p-th entry is then
             # the matching range of the sliced state s, p0
             pieces = plan(params, grads, *lists.values(), multiple=sp)
