@@ -31,8 +31,8 @@ Memory, two figures per optimizer:
 
 ``--bandwidth`` (use ``--device cuda --width 4096 --layers 6`` for >= 100M parameters) reports
 instead each method's achieved memory bandwidth, ``bytes moved / step time``, as a fraction of the
-device's peak ``--peak-gbs``; bytes moved per step = ``TRAFFIC`` (tensors of parameter size read
-+ written per element by our kernels) x parameters x 4 bytes. It also runs with ``--device cpu``
+device's peak ``--peak-gbs``; the bytes moved per step are counted operation by operation
+while one step runs (``ByteCount``). It also runs with ``--device cpu``
 (then give the machine's own ``--peak-gbs``).
 
 Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``);
@@ -62,6 +62,7 @@ if __name__ == "__main__" and "--child" not in sys.argv and any(
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TIMING_MALLOC})
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -139,15 +140,63 @@ CASES: list[tuple[str, Factory, Factory | None]] = [
      lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=True)),
 ]
 
-# Tensors of parameter size read + written per element by one step of our implementation
-# (parameters, gradient, state buffers, work buffers and chunked temporaries; each foreach op
-# counts its operands, an in-place target as read + write), for the bandwidth figure.
-TRAFFIC = {
-    "DAdaptSGD": 17, "DAdaptAdam": 36, "DAdaptAdaGrad": 35, "Prodigy": 32,
-    "Mechanic(SGD)": 42, "Mechanic(AdamW)": 54, "Momo": 13, "MomoAdam": 35,
-    "SGDScheduleFree": 9, "AdamWScheduleFree": 23, "ScheduleFree(SGD)": 12, "MADGRAD": 19,
-    "MirrorMADGRAD": 22, "MDA": 9, "PrimalAveragingSGD": 6, "AdamW": 20,
-}
+class ByteCount(TorchDispatchMode):
+    """Bytes the operations of a step read and write, counted operation by operation from the
+    operator schemas while the step runs: every tensor argument an operation only reads counts
+    once, an argument it updates in place twice (read + write), an ``out=`` argument or the
+    target of ``copy_``/``fill_``/``zero_`` once (written only), and a freshly allocated result
+    once; views move nothing. Lists of tensors (``_foreach_*`` operations) count each tensor.
+
+    This is the traffic of the operations as written: a GPU step whose chunks are larger than
+    the cache moves about this much through memory; on the CPU blocks that stay in cache move
+    less (so there the figure is an effective bandwidth)."""
+
+    WRITE_ONLY = frozenset({"copy_", "fill_", "zero_"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        schema = func._schema
+        if any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns):
+            return result  # a view
+        values = dict(zip((a.name for a in schema.arguments if not a.kwarg_only), args))
+        values.update(kwargs)
+        wrote = False
+        for arg in schema.arguments:
+            size = _nbytes(values.get(arg.name))
+            if arg.alias_info is not None and arg.alias_info.is_write:
+                wrote = True
+                only_written = (func._overloadname == "out"
+                                or schema.name.split("::")[-1] in self.WRITE_ONLY)
+                self.bytes += size if only_written else 2 * size
+            else:
+                self.bytes += size
+        if not wrote:
+            self.bytes += _nbytes(result)
+        return result
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def bytes_per_step(factory: Factory, layers: int, width: int, device: str) -> int:
+    """Bytes moved by one step (after two warm-up steps), counted by :class:`ByteCount`."""
+    opt = factory(make_model(layers, width, device))
+    for _ in range(2):
+        opt.step()
+    with ByteCount() as count:
+        opt.step()
+    return count.bytes
 
 
 def make_model(layers: int, width: int, device: str = "cpu") -> list[torch.Tensor]:
@@ -315,11 +364,15 @@ def bandwidth_main(device: str, layers: int, width: int, peak_gbs: float) -> Non
     n = layers * (width * width + width)
     rows = []
     for name, ours, _ in [*CASES, ("AdamW", adamw, None)]:
+        moved = bytes_per_step(ours, layers, width, device)
         sec = time_steps([ours], layers, width, device, warmup=5, steps=20)[0][0]
-        gbs = TRAFFIC[name] * n * 4 / sec / 1e9
-        rows.append({"method": name, "ms": 1e3 * sec, "gb_per_s": gbs,
-                     "fraction_of_peak": gbs / peak_gbs})
-        print(f"{name:<20}{1e3 * sec:9.2f} ms {gbs:8.1f} GB/s {gbs / peak_gbs:6.1%}")
+        gbs = moved / sec / 1e9
+        rows.append({"method": name, "ms": 1e3 * sec, "bytes_per_param": moved / n,
+                     "gb_per_s": gbs, "fraction_of_peak": gbs / peak_gbs})
+        print(f"{name:<20}{1e3 * sec:9.2f} ms {moved / n:6.1f} B/param {gbs:8.1f} GB/s "
+              f"{gbs / peak_gbs:6.1%}")
+        if device == "cuda":
+            torch.cuda.empty_cache()
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     meta = {"device": name, "params": n, "dtype": "float32", "peak_gbs": peak_gbs,
             "torch": torch.__version__}

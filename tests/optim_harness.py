@@ -95,10 +95,17 @@ def run_parity(
     eval_mode: bool = False,
     tol: float = 1e-10,
     min_move: float = 1e-3,
+    control: bool = False,
 ) -> list[torch.Tensor]:
     """Step both optimizers on identical copies; compare parameters after every step (and, with
     ``eval_mode``, the eval-mode point of Schedule-Free too); the run must move the parameters
     by more than ``min_move`` (relative). Returns our final parameters.
+
+    With ``control`` a second reference runs from the same start with one parameter entry moved
+    by one unit in the last place, and must stay within ``tol / 100`` of the first: the
+    trajectory then does not amplify rounding, so a difference under ``tol`` means the same
+    arithmetic up to rounding (on a trajectory that amplifies a 1-ulp change past ``tol``, only
+    bit-identical arithmetic could pass).
 
     Each side gets its own gradient tensors (computed from its own parameters), so a reference
     that adds weight decay into ``p.grad`` in place cannot leak into ours. The default dtype is
@@ -112,11 +119,21 @@ def run_parity(
         if eval_mode:
             ours.train()
             ref.train()
+        if control:
+            ctl_p = make_params()
+            with torch.no_grad():
+                ctl_p[0].view(-1)[0] *= 1 + 2.0**-52
+            ctl = make_ref(groups_of(ctl_p, spec))
         for k in range(steps):
             _step(ours, ours_p, k, skip(k), needs_loss)
             _step(ref, ref_p, k, skip(k), needs_loss)
             d = max_rel_diff(ours_p, ref_p)
             assert d <= tol, f"parameters differ by {d:.3g} (relative) at step {k}"
+            if control:
+                _step(ctl, ctl_p, k, skip(k), needs_loss)
+                d = max_rel_diff(ctl_p, ref_p)
+                assert d <= tol / 100, (f"a 1-ulp change grew to {d:.3g} at step {k}: this "
+                                        f"trajectory cannot tell rounding from error")
             if eval_mode:
                 ours.eval()
                 ref.eval()

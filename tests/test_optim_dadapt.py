@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import dadaptation
 import pytest
@@ -52,16 +53,27 @@ CASES = [
 ]
 
 
+# DAdaptAdam keeps √v where the reference keeps v, so the two agree up to rounding only. At
+# lr = 1 its steps on the test problem are large enough that the reference itself, started with
+# one entry 1 ulp away, ends 2e-10 away after 100 steps; at lr = 0.3 it stays within 3e-14 over
+# 120 steps, which the parity runs check (``control``).
+BASE: dict[type, dict[str, Any]] = {DAdaptAdam: {"lr": 0.3}}
+
+
 @functools.cache
 def default_final(cls: type) -> list[torch.Tensor]:
-    return run_parity(lambda p: cls(p), lambda p: REF[cls](p), steps=100, min_move=0.0)
+    base = BASE.get(cls, {})
+    return run_parity(lambda p: cls(p, **base), lambda p: REF[cls](p, **base), steps=120,
+                      min_move=0.0)
 
 
 @pytest.mark.parametrize("cls,kwargs,spec,skip", CASES,
                          ids=[f"{c.__name__}-{k}-{s is not None}" for c, k, s, _ in CASES])
 def test_parity_with_reference(cls, kwargs, spec, skip):
-    final = run_parity(lambda p: cls(p, **kwargs), lambda p: REF[cls](p, **kwargs), spec=spec,
-                       steps=120, skip=skip or (lambda k: ()), min_move=0.0)
+    options = {**BASE.get(cls, {}), **kwargs}
+    final = run_parity(lambda p: cls(p, **options), lambda p: REF[cls](p, **options), spec=spec,
+                       steps=120, skip=skip or (lambda k: ()), min_move=0.0,
+                       control=cls in BASE)
     if kwargs or spec:  # the option must change the trajectory, else the case proves nothing
         assert any(not torch.equal(a, b) for a, b in zip(final, default_final(cls), strict=True))
 

@@ -151,7 +151,10 @@ class DAdaptAdam(GlobalStepOptimizer):
         d_{k+1} &= \max(d_k, \min(\hat d, d_k r)), \quad
         x \leftarrow x − λγ_k x \ \text{(decoupled only)} − m / (\sqrt{v} + ε)
 
-    State per parameter: ``s``, ``exp_avg``, ``exp_avg_sq``.
+    State per parameter: ``s``, ``exp_avg`` (m) and ``rms`` = √v. Keeping the root rather
+    than v itself takes one square root per step instead of two (both ⟨g, s/(√v+ε)⟩ before the
+    update and the step after it need √v); v is recovered as ``rms²`` when it is updated, which
+    changes the results only by rounding.
 
     Example::
 
@@ -209,21 +212,22 @@ class DAdaptAdam(GlobalStepOptimizer):
         numerator_acc = 0.0
         l1 = 0.0
         for group, params, grads in active:
-            states = self._states(params, zeros=("s", "exp_avg", "exp_avg_sq"))
+            states = self._states(params, zeros=("s", "exp_avg", "rms"))
             r, eps = group["layer_scale"], group["eps"]
             decay = 0.0 if decouple else group["weight_decay"]
             group_dots: list[torch.Tensor] = []
             group_l1: list[torch.Tensor] = []
-            state_lists = [[x[name] for x in states] for name in ("s", "exp_avg", "exp_avg_sq")]
-            for ps, g_c, ss, ms, vs in blocks(params, grads, *state_lists):
+            state_lists = [[x[name] for x in states] for name in ("s", "exp_avg", "rms")]
+            for ps, g_c, ss, ms, rms in blocks(params, grads, *state_lists):
                 gs = with_decay(g_c, ps, decay, self._scratch)
-                work = into(torch.sqrt, self._scratch.views(1, vs), vs)
-                torch._foreach_add_(work, eps)
+                work = into(torch.add, self._scratch.views(1, rms), rms, eps)
                 group_dots += dots(gs, into(torch.div, work, ss, work))
                 torch._foreach_mul_(ms, beta1)
                 torch._foreach_add_(ms, gs, alpha=r * dlr * (1 - beta1))
-                torch._foreach_mul_(vs, beta2)
-                torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
+                torch._foreach_mul_(rms, rms)  # v
+                torch._foreach_mul_(rms, beta2)
+                torch._foreach_addcmul_(rms, gs, gs, value=1 - beta2)
+                torch._foreach_sqrt_(rms)
                 torch._foreach_mul_(ss, sqrt_beta2)
                 torch._foreach_add_(ss, gs, alpha=dlr * (1 - sqrt_beta2))
                 group_l1 += abs_sums(ss, work)
@@ -239,10 +243,9 @@ class DAdaptAdam(GlobalStepOptimizer):
         for group, params, _ in active:
             decay = group["weight_decay"] if decouple else 0.0
             ms = [self.state[p]["exp_avg"] for p in params]
-            vs = [self.state[p]["exp_avg_sq"] for p in params]
-            for ps, m_c, v_c in blocks(params, ms, vs):
-                den = into(torch.sqrt, self._scratch.views(1, v_c), v_c)
-                torch._foreach_add_(den, group["eps"])
+            rms = [self.state[p]["rms"] for p in params]
+            for ps, m_c, r_c in blocks(params, ms, rms):
+                den = into(torch.add, self._scratch.views(1, r_c), r_c, group["eps"])
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
                 torch._foreach_addcdiv_(ps, m_c, den, value=-1)

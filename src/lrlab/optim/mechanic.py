@@ -142,52 +142,69 @@ class Mechanic(torch.optim.Optimizer):
                     st["ref"] = p.detach().clone()
                     if self.store_delta:
                         st["delta"] = torch.zeros_like(p)
-            # the base may change p.grad (e.g. coupled weight decay), so keep copies
-            grads = self._copy(1, grads)
-            before = self._copy(0, params)
+            if params:
+                cut, divisor, hg_parts, g_parts = self._before_base(params, grads)
 
         result = self.base.step(base_closure)
         if not params:
             return result if result is not None else loss
 
         with torch.no_grad():
-            self._rescale(params, grads, before)
+            self._rescale(cut, divisor, hg_parts, g_parts)
         return result if result is not None else loss
 
-    def _copy(self, slot: int, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        out = self._scratch.views(slot, tensors)
-        torch._foreach_copy_(out, tensors)
-        return out
-
-    def _rescale(
-        self, params: list[torch.Tensor], grads: list[torch.Tensor], before: list[torch.Tensor]
-    ) -> None:
-        tuner = self.tuner
+    def _before_base(
+        self, params: list[torch.Tensor], grads: list[torch.Tensor]
+    ) -> tuple[tuple[list[torch.Tensor], ...], float, list[torch.Tensor], list[torch.Tensor]]:
+        """Before the base step, in one pass over the blocks: keep x in a work buffer and add
+        up the terms of h that need the gradient, <Δ, g> and ‖g‖², so that neither the
+        gradient nor Δ has to be kept (the base may change ``p.grad``)."""
         refs = [self.state[p]["ref"] for p in params]
         stored = [self.state[p]["delta"] for p in params] if self.store_delta else refs
-        s_sum = tuner["s"].sum()
+        before = self._scratch.views(0, params)
+        divisor = 1.0 if self.store_delta else float(self.tuner["s"].sum()) + self.eps
         cut = split(params, grads, before, refs, stored)
-
-        # h = <Δ, g + c x⁺> = <Δ, g> + c <Δ, x⁺>, c from ‖g‖ and ‖x⁺‖, all in one pass
-        x_parts: list[torch.Tensor] = []
-        g_parts: list[torch.Tensor] = []
         hg_parts: list[torch.Tensor] = []
-        hx_parts: list[torch.Tensor] = []
+        g_parts: list[torch.Tensor] = []
         for sl in chunks(cut[0]):
             ps, gs, bs, rs, ds = (lst[sl] for lst in cut)
-            deltas = self._delta(ps, rs, bs, ds, s_sum, moved=False)
-            hg_parts += dots(deltas, gs)
+            torch._foreach_copy_(bs, ps)
+            hg_parts += dots(self._unscaled_delta(bs, rs, ds), gs)
             if self.s_decay != 0:
-                x_parts += dots(ps, ps)
                 g_parts += dots(gs, gs)
-                hx_parts += dots(deltas, ps)
-            if self.store_delta:
-                self._add_move(deltas, ps, bs)
-        h = total(hg_parts)
-        if self.s_decay != 0:
-            x_norm, g_norm = math.sqrt(total(x_parts)), math.sqrt(total(g_parts))
-            h += self.s_decay * float(s_sum) * g_norm / (x_norm + self.eps) * total(hx_parts)
+        return cut, divisor, hg_parts, g_parts
 
+    def _rescale(
+        self,
+        cut: tuple[list[torch.Tensor], ...],
+        divisor: float,
+        hg_parts: list[torch.Tensor],
+        g_parts: list[torch.Tensor],
+    ) -> None:
+        """After the base step: finish h (its weight-decay term needs x⁺), update the tuners,
+        and set x = x_ref + S·Δ⁺ with Δ⁺ = Δ + x⁺ − x. Δ⁺ goes where x was kept (or into the
+        stored Δ); with ``s_decay = 0`` h is already complete and this takes a single pass."""
+        h = total(hg_parts) / divisor
+        if self.s_decay == 0:
+            self._update_tuner(h)
+            self._move(cut, divisor, formed=False)
+            return
+        x_parts: list[torch.Tensor] = []
+        hx_parts: list[torch.Tensor] = []
+        for sl in chunks(cut[0]):
+            ps, _, bs, rs, ds = (lst[sl] for lst in cut)
+            deltas = self._unscaled_delta(bs, rs, ds)
+            x_parts += dots(ps, ps)
+            hx_parts += dots(deltas, ps)
+            self._add_move(deltas, divisor, ps, bs)
+        x_norm, g_norm = math.sqrt(total(x_parts)), math.sqrt(total(g_parts))
+        s_sum = float(self.tuner["s"].sum())
+        h += self.s_decay * s_sum * g_norm / (x_norm + self.eps) * total(hx_parts) / divisor
+        self._update_tuner(h)
+        self._move(cut, divisor, formed=True)
+
+    def _update_tuner(self, h: float) -> None:
+        tuner = self.tuner
         betas = torch.tensor(self.betas, dtype=tuner["s"].dtype, device=tuner["s"].device)
         s, v, r, m = (tuner[k] for k in _TUNER_KEYS)
         tuner["step"] += 1
@@ -197,40 +214,34 @@ class Mechanic(torch.optim.Optimizer):
         wealth = m * self.s_init / len(self.betas) + r
         s.copy_(wealth / (torch.sqrt(v) + self.eps))
 
-        scale = max(float(s.sum()), 0.0)
+    def _move(self, cut: tuple[list[torch.Tensor], ...], divisor: float, formed: bool) -> None:
+        """x = x_ref + max(S, 0) · Δ⁺, Δ⁺ formed here unless ``formed``."""
+        scale = max(float(self.tuner["s"].sum()), 0.0)
         for sl in chunks(cut[0]):
             ps, _, bs, rs, ds = (lst[sl] for lst in cut)
-            deltas = self._delta(ps, rs, bs, ds, s_sum, moved=True)
-            shift = into(torch.mul, self._scratch.views(3, ps), deltas, scale)
-            into(torch.add, ps, rs, shift)
+            if not formed:
+                self._add_move(self._unscaled_delta(bs, rs, ds), divisor, ps, bs)
+            into(torch.add, ps, rs, ds if self.store_delta else bs, alpha=scale)
 
-    def _delta(
-        self,
-        params: list[torch.Tensor],
-        refs: list[torch.Tensor],
-        before: list[torch.Tensor],
-        stored: list[torch.Tensor],
-        s_sum: torch.Tensor,
-        moved: bool,
+    def _unscaled_delta(
+        self, before: list[torch.Tensor], refs: list[torch.Tensor], stored: list[torch.Tensor]
     ) -> list[torch.Tensor]:
-        """Δ for a chunk: ``stored``, or (x − x_ref)/(S + ε) recomputed (plus x⁺ − x if
-        ``moved``).
-
-        Recomputing in both passes gives the same bits as keeping it and needs no
-        model-sized buffer."""
+        """Δ · divisor for a chunk: the stored Δ (divisor 1), or x − x_ref from the kept x (a
+        work buffer) with Δ = (x − x_ref)/(S + ε); the division is left to the reductions and
+        the update, so no model-sized Δ is kept."""
         if self.store_delta:
             return stored
-        deltas = into(torch.sub, self._scratch.views(2, params), before, refs)
-        torch._foreach_div_(deltas, s_sum + self.eps)
-        if moved:
-            self._add_move(deltas, params, before)
-        return deltas
+        return into(torch.sub, self._scratch.views(2, before), before, refs)
 
-    def _add_move(
-        self, deltas: list[torch.Tensor], params: list[torch.Tensor], before: list[torch.Tensor]
-    ) -> None:
-        """Δ += x⁺ − x (the base optimizer's update)."""
-        torch._foreach_add_(deltas, into(torch.sub, self._scratch.views(3, params), params, before))
+    def _add_move(self, deltas: list[torch.Tensor], divisor: float, params: list[torch.Tensor],
+                  before: list[torch.Tensor]) -> None:
+        """Δ⁺ = Δ + (x⁺ − x), the base optimizer's update added: into the stored Δ, or over the
+        kept x from Δ · divisor."""
+        move = into(torch.sub, self._scratch.views(3, params), params, before)
+        if self.store_delta:
+            torch._foreach_add_(deltas, move)
+        else:
+            into(torch.add, before, move, deltas, alpha=1.0 / divisor)
 
     def state_dict(self) -> dict[str, Any]:
         """``{"base": base.state_dict(), "state": {index: {"ref", "delta"?}}, "tuner": {...}}``;

@@ -228,6 +228,11 @@ class MomoAdam(_MomoBase):
         \ (\text{divide=True}),\qquad
         x_{k+1} = (1 - \text{lr}\,\lambda)\,x_k - \tau_k\, d_k / D_k\ (\text{divide=False}).
 
+    State per parameter: ``grad_avg`` (d) and ``rms`` = √v. Both passes of a step (the norm
+    ‖d‖²_{D⁻¹} before τ is known, the update after) need √v; keeping the root takes one square
+    root per step instead of two, and v is recovered as ``rms²`` when it is updated (the results
+    change only by rounding).
+
     Args:
         params: parameters or param groups (``lr``, ``eps``, ``weight_decay`` may differ).
         lr: step-size cap, >= 0.
@@ -269,13 +274,11 @@ class MomoAdam(_MomoBase):
         check_real("eps", group["eps"], 0.0)
         check_bool("divide", group["divide"])
 
-    def _denominators(self, sqs: list[torch.Tensor], root_bc2: float,
+    def _denominators(self, rms: list[torch.Tensor], root_bc2: float,
                       eps: float) -> list[torch.Tensor]:
         """``sqrt(v) + eps * sqrt(1 - beta2^k)`` = D_k * sqrt(1 - beta2^k) in a work buffer: the
         bias correction is applied to the scalars instead of to every element."""
-        denom = into(torch.sqrt, self._scratch.views(1, sqs), sqs)
-        torch._foreach_add_(denom, eps * root_bc2)
-        return denom
+        return into(torch.add, self._scratch.views(1, rms), rms, eps * root_bc2)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
@@ -290,16 +293,18 @@ class MomoAdam(_MomoBase):
         for group in self.param_groups:
             params = with_grad(group)
             grads = [p.grad for p in params]
-            states = self._states(params, zeros=("grad_avg", "grad_avg_sq"))
+            states = self._states(params, zeros=("grad_avg", "rms"))
             avgs = [st["grad_avg"] for st in states]
-            sqs = [st["grad_avg_sq"] for st in states]
+            sqs = [st["rms"] for st in states]
             active.append((params, avgs, sqs))
             if not params:
                 continue
             for p_c, g_c, d_c, v_c in blocks(params, grads, avgs, sqs):
                 torch._foreach_lerp_(d_c, g_c, 1 - beta1)
+                torch._foreach_mul_(v_c, v_c)  # v from its root
                 torch._foreach_mul_(v_c, beta2)
                 torch._foreach_addcmul_(v_c, g_c, g_c, value=1 - beta2)
+                torch._foreach_sqrt_(v_c)
                 xg.append(dot_sum(p_c, g_c))
                 xd.append(dot_sum(p_c, d_c))
                 denom = self._denominators(v_c, root_bc2, group["eps"])
