@@ -156,9 +156,9 @@ class Mechanic(torch.optim.Optimizer):
     def _before_base(
         self, params: list[torch.Tensor], grads: list[torch.Tensor]
     ) -> tuple[tuple[list[torch.Tensor], ...], float, list[torch.Tensor], list[torch.Tensor]]:
-        """Before the base step, in one pass over the blocks: keep x in a work buffer and add
-        up the terms of h that need the gradient, <Δ, g> and ‖g‖², so that neither the
-        gradient nor Δ has to be kept (the base may change ``p.grad``)."""
+        """Before the base step, in one pass over the blocks: keep x − x_ref in a work buffer
+        and add up the terms of h that need the gradient, <Δ, g> and ‖g‖², so that the gradient
+        need not be kept (the base may change ``p.grad``)."""
         refs = [self.state[p]["ref"] for p in params]
         stored = [self.state[p]["delta"] for p in params] if self.store_delta else refs
         before = self._scratch.views(0, params)
@@ -168,8 +168,8 @@ class Mechanic(torch.optim.Optimizer):
         g_parts: list[torch.Tensor] = []
         for sl in chunks(cut[0]):
             ps, gs, bs, rs, ds = (lst[sl] for lst in cut)
-            torch._foreach_copy_(bs, ps)
-            hg_parts += dots(self._unscaled_delta(bs, rs, ds), gs)
+            into(torch.sub, bs, ps, rs)
+            hg_parts += dots(ds if self.store_delta else bs, gs)
             if self.s_decay != 0:
                 g_parts += dots(gs, gs)
         return cut, divisor, hg_parts, g_parts
@@ -182,8 +182,9 @@ class Mechanic(torch.optim.Optimizer):
         g_parts: list[torch.Tensor],
     ) -> None:
         """After the base step: finish h (its weight-decay term needs x⁺), update the tuners,
-        and set x = x_ref + S·Δ⁺ with Δ⁺ = Δ + x⁺ − x. Δ⁺ goes where x was kept (or into the
-        stored Δ); with ``s_decay = 0`` h is already complete and this takes a single pass."""
+        and set x = x_ref + S·Δ⁺ with Δ⁺ = Δ + x⁺ − x. Δ⁺ goes where x − x_ref was kept (or
+        into the stored Δ); with ``s_decay = 0`` h is already complete and this takes a single
+        pass."""
         h = total(hg_parts) / divisor
         if self.s_decay == 0:
             self._update_tuner(h)
@@ -193,10 +194,9 @@ class Mechanic(torch.optim.Optimizer):
         hx_parts: list[torch.Tensor] = []
         for sl in chunks(cut[0]):
             ps, _, bs, rs, ds = (lst[sl] for lst in cut)
-            deltas = self._unscaled_delta(bs, rs, ds)
             x_parts += dots(ps, ps)
-            hx_parts += dots(deltas, ps)
-            self._add_move(deltas, divisor, ps, bs)
+            hx_parts += dots(ds if self.store_delta else bs, ps)
+            self._add_move(ps, rs, bs, ds, divisor)
         x_norm, g_norm = math.sqrt(total(x_parts)), math.sqrt(total(g_parts))
         s_sum = float(self.tuner["s"].sum())
         h += self.s_decay * s_sum * g_norm / (x_norm + self.eps) * total(hx_parts) / divisor
@@ -220,28 +220,19 @@ class Mechanic(torch.optim.Optimizer):
         for sl in chunks(cut[0]):
             ps, _, bs, rs, ds = (lst[sl] for lst in cut)
             if not formed:
-                self._add_move(self._unscaled_delta(bs, rs, ds), divisor, ps, bs)
+                self._add_move(ps, rs, bs, ds, divisor)
             into(torch.add, ps, rs, ds if self.store_delta else bs, alpha=scale)
 
-    def _unscaled_delta(
-        self, before: list[torch.Tensor], refs: list[torch.Tensor], stored: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Δ · divisor for a chunk: the stored Δ (divisor 1), or x − x_ref from the kept x (a
-        work buffer) with Δ = (x − x_ref)/(S + ε); the division is left to the reductions and
-        the update, so no model-sized Δ is kept."""
+    def _add_move(self, params: list[torch.Tensor], refs: list[torch.Tensor],
+                  kept: list[torch.Tensor], stored: list[torch.Tensor], divisor: float) -> None:
+        """Δ⁺ = Δ + (x⁺ − x), the base optimizer's update x⁺ − x = (x⁺ − x_ref) − (x − x_ref)
+        added: into the stored Δ, or over the kept x − x_ref = Δ · divisor."""
+        move = into(torch.sub, self._scratch.views(3, params), params, refs)
+        torch._foreach_sub_(move, kept)
         if self.store_delta:
-            return stored
-        return into(torch.sub, self._scratch.views(2, before), before, refs)
-
-    def _add_move(self, deltas: list[torch.Tensor], divisor: float, params: list[torch.Tensor],
-                  before: list[torch.Tensor]) -> None:
-        """Δ⁺ = Δ + (x⁺ − x), the base optimizer's update added: into the stored Δ, or over the
-        kept x from Δ · divisor."""
-        move = into(torch.sub, self._scratch.views(3, params), params, before)
-        if self.store_delta:
-            torch._foreach_add_(deltas, move)
+            torch._foreach_add_(stored, move)
         else:
-            into(torch.add, before, move, deltas, alpha=1.0 / divisor)
+            into(torch.add, kept, move, kept, alpha=1.0 / divisor)
 
     def state_dict(self) -> dict[str, Any]:
         """``{"base": base.state_dict(), "state": {index: {"ref", "delta"?}}, "tuner": {...}}``;
