@@ -164,7 +164,8 @@ class ByteCount(TorchDispatchMode):
         schema = func._schema
         if any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns):
             return result  # a view
-        values = dict(zip((a.name for a in schema.arguments if not a.kwarg_only), args))
+        values = dict(zip((a.name for a in schema.arguments if not a.kwarg_only), args,
+                          strict=False))
         values.update(kwargs)
         wrote = False
         for arg in schema.arguments:

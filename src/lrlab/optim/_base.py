@@ -74,6 +74,10 @@ class ValidatedOptimizer(torch.optim.Optimizer):
                     st[name] = p.detach().clone()
         return states
 
+    def _entries(self, params: Sequence[torch.Tensor], *names: str) -> list[list[torch.Tensor]]:
+        """Per name, the list of that state entry of each parameter."""
+        return [[self.state[p][name] for p in params] for name in names]
+
 
 class ScalarStateOptimizer(ValidatedOptimizer):
     """Optimizer-wide scalars live in ``self.scalars`` and are saved in ``state_dict()``."""

@@ -212,12 +212,12 @@ class DAdaptAdam(GlobalStepOptimizer):
         numerator_acc = 0.0
         l1 = 0.0
         for group, params, grads in active:
-            states = self._states(params, zeros=("s", "exp_avg", "rms"))
+            self._states(params, zeros=("s", "exp_avg", "rms"))
             r, eps = group["layer_scale"], group["eps"]
             decay = 0.0 if decouple else group["weight_decay"]
             group_dots: list[torch.Tensor] = []
             group_l1: list[torch.Tensor] = []
-            state_lists = [[x[name] for x in states] for name in ("s", "exp_avg", "rms")]
+            state_lists = self._entries(params, "s", "exp_avg", "rms")
             for ps, g_c, ss, ms, rms in blocks(params, grads, *state_lists):
                 gs = with_decay(g_c, ps, decay, self._scratch)
                 work = into(torch.add, self._scratch.views(1, rms), rms, eps)
@@ -242,9 +242,7 @@ class DAdaptAdam(GlobalStepOptimizer):
 
         for group, params, _ in active:
             decay = group["weight_decay"] if decouple else 0.0
-            ms = [self.state[p]["exp_avg"] for p in params]
-            rms = [self.state[p]["rms"] for p in params]
-            for ps, m_c, r_c in blocks(params, ms, rms):
+            for ps, m_c, r_c in blocks(params, *self._entries(params, "exp_avg", "rms")):
                 den = into(torch.add, self._scratch.views(1, r_c), r_c, group["eps"])
                 if decay != 0:
                     torch._foreach_add_(ps, ps, alpha=-decay * dlr)
@@ -318,8 +316,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     st["sk"] = torch.zeros_like(p)
                     st["x0"] = p.detach().clone()
             eps, active = group["eps"], group["lr"] > 0
-            states = [self.state[p] for p in params]
-            state_lists = [[x[name] for x in states] for name in ("alphak", "sk", "x0")]
+            state_lists = self._entries(params, "alphak", "sk", "x0")
             for ps, g_c, alphas, ss, x0 in blocks(params, grads, *state_lists):
                 work = self._scratch.views(1, ps)
                 if active:
@@ -345,9 +342,7 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
                     torch._foreach_add_(ps, step, alpha=ck)
             idle = [p for p in group["params"]
                     if p.grad is None and p in self.state and "sk" in self.state[p]]
-            idle_alphas = [self.state[p]["alphak"] for p in idle]
-            idle_ss = [self.state[p]["sk"] for p in idle]
-            for alphas, ss in blocks(idle_alphas, idle_ss):
+            for alphas, ss in blocks(*self._entries(idle, "alphak", "sk")):
                 den = into(torch.sqrt, self._scratch.views(2, alphas), alphas)
                 torch._foreach_add_(den, eps)
                 self._weighted_norms(ss, den, self._scratch.views(1, alphas),

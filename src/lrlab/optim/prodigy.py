@@ -113,7 +113,7 @@ class Prodigy(GlobalStepOptimizer):
         check_positive("d_coef", group["d_coef"])
         group["slice_p"] = check_slice(group["slice_p"])
 
-    def _init_state(self, p: torch.Tensor, slice_p: int, keep_avg: bool) -> dict[str, Any]:
+    def _init_state(self, p: torch.Tensor, slice_p: int, keep_avg: bool) -> None:
         st = self.state[p]
         if "s" not in st:
             st["s"] = torch.zeros_like(_sliced(p, slice_p))
@@ -124,7 +124,6 @@ class Prodigy(GlobalStepOptimizer):
             if keep_avg:
                 st["exp_avg"] = torch.zeros_like(p)
             st["exp_avg_sq"] = torch.zeros_like(p)
-        return st
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -149,16 +148,17 @@ class Prodigy(GlobalStepOptimizer):
         cut: list[dict[str, list[torch.Tensor]]] = []
         for group, params, grads in active:
             sp = group["slice_p"]
-            states = [self._init_state(p, sp, beta1 > 0) for p in params]
+            for p in params:
+                self._init_state(p, sp, beta1 > 0)
             names = ("exp_avg", "exp_avg_sq") if beta1 > 0 else ("exp_avg_sq",)
-            lists = {name: [x[name] for x in states] for name in names}
+            lists = dict(zip(names, self._entries(params, *names), strict=True))
             # the cut points are multiples of slice_p: a block's every slice_p-th entry is then
             # the matching range of the sliced state s, p0
             pieces = plan(params, grads, *lists.values(), multiple=sp)
             views = {name: take(pieces, lst) for name, lst in lists.items()}
+            s, p0 = self._entries(params, "s", "p0")
             views.update(p=take(pieces, params), g=take(pieces, grads),
-                         s=take(pieces, [x["s"] for x in states], sp),
-                         p0=take(pieces, [x["p0"] for x in states], sp))
+                         s=take(pieces, s, sp), p0=take(pieces, p0, sp))
             cut.append(views)
             coupled = 0.0 if decouple else group["weight_decay"]
             s_rate = (d / d0) * (d if group["safeguard_warmup"] else dlr)
