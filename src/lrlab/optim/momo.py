@@ -293,21 +293,20 @@ class MomoAdam(_MomoBase):
         for group in self.param_groups:
             params = with_grad(group)
             grads = [p.grad for p in params]
-            states = self._states(params, zeros=("grad_avg", "rms"))
-            avgs = [st["grad_avg"] for st in states]
-            sqs = [st["rms"] for st in states]
-            active.append((params, avgs, sqs))
+            self._states(params, zeros=("grad_avg", "rms"))
+            avgs, roots = self._entries(params, "grad_avg", "rms")
+            active.append((params, avgs, roots))
             if not params:
                 continue
-            for p_c, g_c, d_c, v_c in blocks(params, grads, avgs, sqs):
+            for p_c, g_c, d_c, r_c in blocks(params, grads, avgs, roots):
                 torch._foreach_lerp_(d_c, g_c, 1 - beta1)
-                torch._foreach_mul_(v_c, v_c)  # v from its root
-                torch._foreach_mul_(v_c, beta2)
-                torch._foreach_addcmul_(v_c, g_c, g_c, value=1 - beta2)
-                torch._foreach_sqrt_(v_c)
+                torch._foreach_mul_(r_c, r_c)  # v from its root
+                torch._foreach_mul_(r_c, beta2)
+                torch._foreach_addcmul_(r_c, g_c, g_c, value=1 - beta2)
+                torch._foreach_sqrt_(r_c)
                 xg.append(dot_sum(p_c, g_c))
                 xd.append(dot_sum(p_c, d_c))
-                denom = self._denominators(v_c, root_bc2, group["eps"])
+                denom = self._denominators(r_c, root_bc2, group["eps"])
                 scaled = into(torch.div, denom, d_c, denom)
                 sq.append(dot_sum(d_c, scaled) * root_bc2)
         sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
@@ -318,16 +317,16 @@ class MomoAdam(_MomoBase):
         sc["gamma"] = beta1 * sc["gamma"] + (1 - beta1) * xg_v
 
         taus = []
-        for group, (params, avgs, sqs) in zip(self.param_groups, active, strict=True):
+        for group, (params, avgs, roots) in zip(self.param_groups, active, strict=True):
             tau = _step_size(sc, group, bc1, xd_v, sq_v)
             taus.append(tau)
             if not params:
                 continue
             decay = group["lr"] * group["weight_decay"]
-            for p_c, d_c, v_c in blocks(params, avgs, sqs):
+            for p_c, d_c, r_c in blocks(params, avgs, roots):
                 if decay > 0 and not group["divide"]:
                     torch._foreach_mul_(p_c, 1.0 - decay)
-                denom = self._denominators(v_c, root_bc2, group["eps"])
+                denom = self._denominators(r_c, root_bc2, group["eps"])
                 torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
                 if decay > 0 and group["divide"]:
                     torch._foreach_div_(p_c, 1.0 + decay)
