@@ -35,7 +35,8 @@ device's peak ``--peak-gbs``; the bytes moved per step are counted operation by 
 while one step runs (``ByteCount``). It also runs with ``--device cpu``
 (then give the machine's own ``--peak-gbs``).
 
-Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``);
+Usage: ``python bench/optim.py`` (prints a table, writes ``bench/results/optim.json``; another
+``--layers``/``--width`` writes ``optim_<layers>x<width>.json``);
 ``python bench/optim.py --bandwidth --device cuda`` (writes ``bench/results/optim_bw_cuda.json``).
 """
 
@@ -92,6 +93,7 @@ from lrlab.optim import (  # noqa: E402
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 WARMUP, STEPS = 3, 25
+DEFAULT_LAYERS, DEFAULT_WIDTH = 10, 1000
 
 
 def adamw(params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -341,7 +343,9 @@ def compare_main(layers: int, width: int, only: list[str] | None = None,
         "machine": platform.machine(), "cpu_count": os.cpu_count(), "timing_env": TIMING_MALLOC,
     }
     if write_results:
-        write("optim.json", {"meta": meta, "rows": rows})
+        default_shape = (layers, width) == (DEFAULT_LAYERS, DEFAULT_WIDTH)
+        write("optim.json" if default_shape else f"optim_{layers}x{width}.json",
+              {"meta": meta, "rows": rows})
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -393,8 +397,8 @@ if __name__ == "__main__":
     parser.add_argument("--bandwidth", action="store_true",
                         help="report achieved memory bandwidth instead of the peer comparison")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--layers", type=int, default=10)
-    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--layers", type=int, default=DEFAULT_LAYERS)
+    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH)
     parser.add_argument("--only", nargs="+", metavar="METHOD",
                         help="time these methods only (nothing is written)")
     parser.add_argument("--peak-gbs", type=float, default=3350.0,
