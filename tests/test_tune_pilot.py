@@ -90,8 +90,9 @@ def test_constant_pilot_norms_give_linear_decay(tmp_path, monkeypatch):
 
 
 def test_pilot_norm_follows_the_optimizer(tmp_path):
-    assert pilot_norm("adam") == "l1"
-    assert [pilot_norm(o) for o in ("sgd", "momentum")] == ["l2", "l2"]
+    assert [pilot_norm(o) for o in ("adam", "prodigy")] == ["l1", "l1"]
+    assert [pilot_norm(o) for o in ("sgd", "momentum", "schedulefree_sgd", "dadapt_sgd")] == [
+        "l2", "l2", "l2", "l2"]
     study = Study.open("a", settings(optimizer="adam", pilot_lr=0.05), str(tmp_path / "a.db"))
     assert study.refined["pilot"]["norm"] == "l1"
 

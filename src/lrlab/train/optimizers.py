@@ -24,6 +24,16 @@ gradient becomes g + wd * p before anything else):
   gamma = d * lr / g0,  N <- N + gamma <g, s>,  s <- s + gamma g,
   x <- beta x + (1 - beta) (x0 - s),  d <- max(d, 2 N / ||s||) (when lr > 0 and s != 0).
   ``lr`` multiplies the estimated step (1 = the method as published).
+- ``prodigy``: Prodigy, as ``lrlab.optim.prodigy.Prodigy(betas=(beta, 0.999))`` with its other
+  defaults (weight decay decoupled, d0 = 1e-6, d_coef = 1, no growth limit, no bias correction,
+  no safeguard warm-up, slice_p = 1). Per member, with beta = the config's ``momentum``,
+  b2 = 0.999, b3 = sqrt(b2), eps = 1e-8, x0 = the starting point, and g the raw gradient:
+  dlr = d * lr,  N <- b3 N + (d / d0) dlr <g, x0 - x>,  m <- beta m + d (1 - beta) g,
+  v <- b2 v + d^2 (1 - b2) g^2,  s <- b3 s + (d / d0) dlr g,
+  d_max <- max(d_max, N / ||s||_1),  d <- d_max,
+  x <- x - wd dlr x - dlr u / (sqrt(v) + d eps), u = m (u = d g when beta = 0).
+  A member with lr = 0 is left untouched; while ||s||_1 = 0 only m, v and s move (as the
+  single-model optimizer, which then skips the update). ``lr`` multiplies the estimated step.
 
 A member whose ``active`` flag is False is left untouched: its update is replaced by zero (or
 its old value kept) with ``torch.where`` (never multiplied by zero, so non-finite values cannot
@@ -41,11 +51,13 @@ ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
 SF_WEIGHT_LR_POWER = 2.0
 DADAPT_D0 = 1e-6
+PRODIGY_D0 = 1e-6
 _STATE = {
     "momentum": ("buf",),
     "adam": ("m", "v"),
     "schedulefree_sgd": ("z", "lr_max", "w_sum"),
     "dadapt_sgd": ("x0", "s", "d", "numerator", "g0_norm"),
+    "prodigy": ("x0", "m", "v", "s", "d", "d_max", "numerator"),
 }
 
 
@@ -101,6 +113,14 @@ class BatchedOptimizer:
             self.d = [torch.full_like(momentum, DADAPT_D0)]
             self.numerator = [torch.zeros_like(momentum)]
             self.g0_norm = [torch.zeros_like(momentum)]
+        elif kind == "prodigy":
+            self.x0 = [p.clone() for p in params]
+            self.m = [torch.zeros_like(p) for p in params]
+            self.v = [torch.zeros_like(p) for p in params]
+            self.s = [torch.zeros_like(p) for p in params]
+            self.d = [torch.full_like(momentum, PRODIGY_D0)]
+            self.d_max = [torch.full_like(momentum, PRODIGY_D0)]
+            self.numerator = [torch.zeros_like(momentum)]
 
     def state_dict(self) -> dict[str, object]:
         """Step count and per-parameter state tensors (``torch.save``-able, weights_only)."""
@@ -137,6 +157,9 @@ class BatchedOptimizer:
             return
         if self.kind == "dadapt_sgd":
             self._dadapt_step(params, grads, lr, active)
+            return
+        if self.kind == "prodigy":
+            self._prodigy_step(params, grads, lr, active)
             return
         self.k += 1
         if self.kind == "adam":
@@ -232,6 +255,49 @@ class BatchedOptimizer:
         self.d[0] = torch.where(ok, new_d, d)
         self.numerator[0] = torch.where(ok, numerator, self.numerator[0])
         self.g0_norm[0] = torch.where(ok, g0, self.g0_norm[0])
+        self.k += 1
+
+    def _prodigy_step(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        lr: torch.Tensor,
+        active: torch.Tensor | None,
+    ) -> None:
+        beta2 = ADAM_BETA2
+        beta3 = beta2**0.5
+        d, d0 = self.d[0], PRODIGY_D0
+        dlr = d * lr
+        rate = d / d0 * dlr
+        numerator = beta3 * self.numerator[0] + rate * _member_sum(
+            g * (x0 - x) for g, x0, x in zip(grads, self.x0, params, strict=True)
+        )
+        moving = lr > 0
+        if active is not None:
+            moving = moving & active
+        new_m, new_v, new_s = [], [], []
+        for i, g in enumerate(grads):
+            b1 = _bcast(self.mu, g)
+            keep = _bcast(moving, g)
+            new_m.append(torch.where(keep, self.m[i] * b1 + _bcast(d, g) * (1.0 - b1) * g,
+                                     self.m[i]))
+            new_v.append(torch.where(keep, self.v[i] * beta2
+                                     + _bcast(d * d * (1.0 - beta2), g) * g * g, self.v[i]))
+            new_s.append(torch.where(keep, self.s[i] * beta3 + _bcast(rate, g) * g, self.s[i]))
+        self.m, self.v, self.s = new_m, new_v, new_s
+        l1 = _member_sum(s.abs() for s in new_s)
+        step = moving & (l1 > 0)
+        d_hat = numerator / torch.where(step, l1, 1.0)
+        d_max = torch.where(step, torch.maximum(self.d_max[0], d_hat), self.d_max[0])
+        for i, x in enumerate(params):
+            new_d = _bcast(d_max, x)
+            u = torch.where(_bcast(self.mu > 0, x), new_m[i], new_d * grads[i])
+            new_x = x - _bcast(self.wd * dlr, x) * x
+            new_x = new_x - _bcast(dlr, x) * u / (new_v[i].sqrt() + new_d * ADAM_EPS)
+            x.copy_(torch.where(_bcast(step, x), new_x, x))
+        self.d[0] = torch.where(step, d_max, d)
+        self.d_max[0] = d_max
+        self.numerator[0] = torch.where(step, numerator, self.numerator[0])
         self.k += 1
 
     def eval_params(self, params: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -16,9 +16,10 @@ from lrlab.schedules import Schedule
 #: Batched optimizer names. ``schedulefree_sgd``: Schedule-Free SGD (``momentum`` is its
 #: interpolation beta, in (0, 1); the run is evaluated at the averaged point x).
 #: ``dadapt_sgd``: D-Adaptation SGD (``lr`` multiplies the estimated step; ``momentum`` is beta).
-OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd")
+#: ``prodigy``: Prodigy (``lr`` multiplies the estimated step; ``momentum`` is beta1).
+OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd", "prodigy")
 #: The learning-rate-free methods among ``OPTIMIZERS``.
-LR_FREE = ("schedulefree_sgd", "dadapt_sgd")
+LR_FREE = ("schedulefree_sgd", "dadapt_sgd", "prodigy")
 
 
 @dataclass(frozen=True)

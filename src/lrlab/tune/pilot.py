@@ -26,7 +26,7 @@ from lrlab.train.types import RunConfig
 from lrlab.tune.settings import StudySettings
 
 PILOT_SEED = 0
-L1_OPTIMIZERS = ("adam",)
+L1_OPTIMIZERS = ("adam", "prodigy")
 #: ``lrlab.refine``'s default median-window fraction, the one the pilot's refinement uses.
 TAU = float(inspect.signature(refine).parameters["tau"].default)
 
