@@ -212,7 +212,8 @@ def test_refined_sweep_reports_its_pilot_and_resumes_with_it(tmp_path, capsys):
     assert "pilot_lr: stored 0.4, requested 0.2" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("optimizer", ["schedulefree_sgd", "dadapt_sgd", "prodigy"])
+@pytest.mark.parametrize(
+    "optimizer", ["schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd", "prodigy"])
 def test_lr_free_optimizer_sweep(tmp_path, capsys, optimizer):
     db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
     args = [*SMALL, "--storage", db, "--study", "t", "--out", out, "--edge-rounds", "0"]

@@ -59,6 +59,7 @@ LRS = {
     "momentum": (0.01, 0.05, 0.2),
     "adam": (1e-3, 1e-2, 5e-2),
     "schedulefree_sgd": (0.1, 0.5),
+    "schedulefree_adamw": (0.01, 0.05),
     "dadapt_sgd": (0.5, 1.0),
     "prodigy": (0.25, 0.5),
 }
@@ -154,6 +155,7 @@ def test_mlp_matches_torch_optim(optimizer: str) -> None:
         ("digits_mlp", "schedulefree_sgd", 1e300, torch.float64),
         ("digits_logreg", "dadapt_sgd", 1e300, torch.float32),
         ("digits_mlp", "prodigy", 1e300, torch.float64),
+        ("digits_logreg", "schedulefree_adamw", 1e300, torch.float32),
     ],
 )
 def test_divergent_member_is_frozen_and_isolated(task_name, optimizer, huge, dtype) -> None:

@@ -1,5 +1,6 @@
-"""LR-free methods in the batched trainer (``schedulefree_sgd``, ``dadapt_sgd``, ``prodigy``) equal
-their ``lrlab.optim`` single-model loops (``SGDScheduleFree``, ``DAdaptSGD``, ``Prodigy``).
+"""LR-free methods in the batched trainer (``schedulefree_sgd``, ``schedulefree_adamw``,
+``dadapt_sgd``, ``prodigy``) equal their ``lrlab.optim`` single-model loops (``SGDScheduleFree``,
+``AdamWScheduleFree``, ``DAdaptSGD``, ``Prodigy``).
 
 Tolerance: float64, every member's minibatch loss at every step and its final objective (at the
 evaluation point: Schedule-Free's averaged x) agree with the single-model loop to 1e-10
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from lrlab.optim.dadapt import DAdaptSGD
 from lrlab.optim.prodigy import Prodigy
-from lrlab.optim.schedulefree import SGDScheduleFree
+from lrlab.optim.schedulefree import AdamWScheduleFree, SGDScheduleFree
 from lrlab.schedules import Constant, Cosine, Linear
 from lrlab.tasks import get_task
 from lrlab.train import RunConfig, run_batched
@@ -29,10 +30,10 @@ T = 60
 # Prodigy's multipliers stay small: at 0.5-2 its estimated steps drive wine's minibatch losses
 # down to 1e-8-1e-14, where a loss is known only to ~1e-16 absolute and a relative comparison
 # measures the rounding of the loss itself; at these the losses stay above 1e-4.
-LRS = {"schedulefree_sgd": (0.5, 2.0, 8.0), "dadapt_sgd": (0.5, 1.0, 2.0),
-       "prodigy": (0.1, 0.25, 0.5)}
-MOMENTA = {"schedulefree_sgd": (0.9, 0.5, 0.95), "dadapt_sgd": (0.9, 0.0, 0.5),
-           "prodigy": (0.9, 0.0, 0.5)}
+LRS = {"schedulefree_sgd": (0.5, 2.0, 8.0), "schedulefree_adamw": (0.01, 0.05, 0.2),
+       "dadapt_sgd": (0.5, 1.0, 2.0), "prodigy": (0.1, 0.25, 0.5)}
+MOMENTA = {"schedulefree_sgd": (0.9, 0.5, 0.95), "schedulefree_adamw": (0.9, 0.5, 0.95),
+           "dadapt_sgd": (0.9, 0.0, 0.5), "prodigy": (0.9, 0.0, 0.5)}
 METHODS = list(LRS)
 
 
@@ -58,6 +59,14 @@ def _reference(cfg: RunConfig, params: list[torch.Tensor]) -> torch.optim.Optimi
             params,
             lr=cfg.lr,
             momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=schedulefree_warmup(cfg.steps),
+        )
+    if cfg.optimizer == "schedulefree_adamw":
+        return AdamWScheduleFree(
+            params,
+            lr=cfg.lr,
+            betas=(cfg.momentum, 0.999),
             weight_decay=cfg.weight_decay,
             warmup_steps=schedulefree_warmup(cfg.steps),
         )

@@ -8,8 +8,8 @@ import torch
 from lrlab.train.optimizers import BatchedOptimizer
 
 
-@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd",
-                                  "prodigy"])
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd",
+                                  "schedulefree_adamw", "dadapt_sgd", "prodigy"])
 def test_frozen_member_keeps_its_values(kind: str) -> None:
     p = torch.tensor([[1.0, 2.0], [float("inf"), 3.0]], dtype=torch.float64)
     g = torch.tensor([[0.5, -0.5], [float("nan"), 1.0]], dtype=torch.float64)
@@ -28,8 +28,8 @@ def test_unknown_optimizer_is_refused() -> None:
         BatchedOptimizer("lion", [p], torch.zeros(1), torch.zeros(1))
 
 
-@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd",
-                                  "prodigy"])
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "schedulefree_sgd",
+                                  "schedulefree_adamw", "dadapt_sgd", "prodigy"])
 def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]

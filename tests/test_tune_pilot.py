@@ -90,7 +90,7 @@ def test_constant_pilot_norms_give_linear_decay(tmp_path, monkeypatch):
 
 
 def test_pilot_norm_follows_the_optimizer(tmp_path):
-    assert [pilot_norm(o) for o in ("adam", "prodigy")] == ["l1", "l1"]
+    assert [pilot_norm(o) for o in ("adam", "schedulefree_adamw", "prodigy")] == ["l1"] * 3
     assert [pilot_norm(o) for o in ("sgd", "momentum", "schedulefree_sgd", "dadapt_sgd")] == [
         "l2", "l2", "l2", "l2"]
     study = Study.open("a", settings(optimizer="adam", pilot_lr=0.05), str(tmp_path / "a.db"))

@@ -64,10 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
     p.add_argument(
         "--optimizer",
-        help="sgd, momentum, adam, schedulefree_sgd, dadapt_sgd or prodigy (default sgd). For "
-        "the learning-rate-free ones --schedules constant gives the methods as published: the "
-        "lr grid then scales Schedule-Free's step size or the step D-Adaptation or Prodigy "
-        "estimates",
+        help="sgd, momentum, adam, schedulefree_sgd, schedulefree_adamw, dadapt_sgd or prodigy "
+        "(default sgd). For the learning-rate-free ones --schedules constant gives the methods "
+        "as published: the lr grid then scales Schedule-Free's step size or the step "
+        "D-Adaptation or Prodigy estimates",
     )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")

@@ -15,7 +15,7 @@ from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.tasks import Task, get_task
 from lrlab.train.engine import train_group
-from lrlab.train.types import OPTIMIZERS, RunConfig, RunResult
+from lrlab.train.types import OPTIMIZERS, SCHEDULE_FREE, RunConfig, RunResult
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -35,9 +35,9 @@ def _resolve_steps(task: Task, i: int, cfg: RunConfig) -> int:
         raise ValueError(
             f"configs[{i}].optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}"
         )
-    if cfg.optimizer == "schedulefree_sgd" and not 0.0 < cfg.momentum < 1.0:
+    if cfg.optimizer in SCHEDULE_FREE and not 0.0 < cfg.momentum < 1.0:
         raise ValueError(
-            f"configs[{i}].momentum is the interpolation beta of schedulefree_sgd and must be "
+            f"configs[{i}].momentum is the interpolation beta of {cfg.optimizer} and must be "
             f"in (0, 1), got {cfg.momentum}"
         )
     steps = task.default_steps if cfg.steps is None else cfg.steps

@@ -27,7 +27,7 @@ import torch
 
 from lrlab.tasks.base import Task
 from lrlab.train.optimizers import BatchedOptimizer
-from lrlab.train.types import RunConfig, RunResult
+from lrlab.train.types import SCHEDULE_FREE, RunConfig, RunResult
 
 CHUNK_STEPS = 128
 EVAL_BUDGET = 1 << 22  # elements per member-batched evaluation chunk
@@ -122,7 +122,7 @@ def train_group(
         params,
         torch.tensor([c.momentum for c in configs], dtype=dtype),
         torch.tensor([c.weight_decay for c in configs], dtype=dtype),
-        warmup_steps=schedulefree_warmup(T) if optimizer == "schedulefree_sgd" else 0,
+        warmup_steps=schedulefree_warmup(T) if optimizer in SCHEDULE_FREE else 0,
     )
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
     active = torch.ones(M, dtype=torch.bool)

@@ -17,6 +17,11 @@ gradient becomes g + wd * p before anything else):
   (0 while that sum is 0), and g = gradient at y + wd * y:
   y <- (1 - c) y + c z + gamma (beta (1 - c) - 1) g,   z <- z - gamma g.
   The point to evaluate is x = y + (1 - 1/beta) (z - y) (``eval_params``).
+- ``schedulefree_adamw``: Schedule-Free AdamW, as ``lrlab.optim.schedulefree.AdamWScheduleFree``
+  with betas = (beta, 0.999), eps = 1e-8, r = 0 and weight_lr_power = 2: as
+  ``schedulefree_sgd`` (same warm-up, weights and evaluation point) with g replaced by the
+  preconditioned u = g / (sqrt(v / (1 - 0.999^(k+1))) + eps) + wd * y, where
+  v <- 0.999 v + 0.001 g^2 from the raw gradient (weight decay decoupled, evaluated at y).
 - ``dadapt_sgd``: D-Adaptation SGD in dual-averaging form, as
   ``lrlab.optim.dadapt.DAdaptSGD`` with d0 = 1e-6 and no growth limit. Per member, with
   g0 = ||first gradient|| (before weight decay; a member waits while it is 0), beta = the
@@ -45,7 +50,7 @@ from __future__ import annotations
 import torch
 
 from lrlab._checks import check_int
-from lrlab.train.types import OPTIMIZERS
+from lrlab.train.types import OPTIMIZERS, SCHEDULE_FREE
 
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
@@ -56,6 +61,7 @@ _STATE = {
     "momentum": ("buf",),
     "adam": ("m", "v"),
     "schedulefree_sgd": ("z", "lr_max", "w_sum"),
+    "schedulefree_adamw": ("z", "v", "lr_max", "w_sum"),
     "dadapt_sgd": ("x0", "s", "d", "numerator", "g0_norm"),
     "prodigy": ("x0", "m", "v", "s", "d", "d_max", "numerator"),
 }
@@ -74,7 +80,8 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class BatchedOptimizer:
     """One optimizer for M stacked members; ``momentum`` and ``weight_decay`` are [M] tensors.
 
-    ``warmup_steps`` (>= 0) is the linear warm-up of ``schedulefree_sgd`` (unused otherwise).
+    ``warmup_steps`` (>= 0) is the linear warm-up of the Schedule-Free kinds (unused
+    otherwise).
     """
 
     def __init__(
@@ -99,12 +106,14 @@ class BatchedOptimizer:
         elif kind == "adam":
             self.m = [torch.zeros_like(p) for p in params]
             self.v = [torch.zeros_like(p) for p in params]
-        elif kind == "schedulefree_sgd":
+        elif kind in SCHEDULE_FREE:
             if bool(((momentum <= 0) | (momentum >= 1)).any()):
                 raise ValueError(
-                    "momentum of schedulefree_sgd (its interpolation beta) must be in (0, 1)"
+                    f"momentum of {kind} (its interpolation beta) must be in (0, 1)"
                 )
             self.z = [p.clone() for p in params]
+            if kind == "schedulefree_adamw":
+                self.v = [torch.zeros_like(p) for p in params]
             self.lr_max = [torch.zeros_like(momentum)]
             self.w_sum = [torch.zeros_like(momentum)]
         elif kind == "dadapt_sgd":
@@ -152,7 +161,7 @@ class BatchedOptimizer:
 
         ``active=None`` means every member is active (the masks are skipped).
         """
-        if self.kind == "schedulefree_sgd":
+        if self.kind in SCHEDULE_FREE:
             self._schedulefree_step(params, grads, lr, active)
             return
         if self.kind == "dadapt_sgd":
@@ -206,8 +215,17 @@ class BatchedOptimizer:
         else:
             self.lr_max[0] = torch.where(active, lr_max, self.lr_max[0])
             self.w_sum[0] = torch.where(active, w_sum, self.w_sum[0])
+        adamw = self.kind == "schedulefree_adamw"
+        bc2 = 1.0 - ADAM_BETA2 ** (k + 1)
         for i, (y, g) in enumerate(zip(params, grads, strict=True)):
             z = self.z[i]
+            if adamw:
+                v = self.v[i]
+                new_v = v * ADAM_BETA2 + (1.0 - ADAM_BETA2) * g * g
+                g = g / ((new_v * (1.0 / bc2)).sqrt() + ADAM_EPS)
+                if active is not None:
+                    new_v = torch.where(_bcast(active, v), new_v, v)
+                self.v[i] = new_v
             if self.use_wd:
                 g = g + _bcast(self.wd, y) * y
             new_y = torch.lerp(y, z, _bcast(c, y)).add_(_bcast(coef, y) * g)
@@ -301,9 +319,9 @@ class BatchedOptimizer:
         self.k += 1
 
     def eval_params(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The point a run is evaluated at: ``params`` itself, except for ``schedulefree_sgd``,
-        whose parameters hold y and which is evaluated at x = y + (1 - 1/beta) (z - y)."""
-        if self.kind != "schedulefree_sgd":
+        """The point a run is evaluated at: ``params`` itself, except for the Schedule-Free kinds,
+        whose parameters hold y and which are evaluated at x = y + (1 - 1/beta) (z - y)."""
+        if self.kind not in SCHEDULE_FREE:
             return params
         return [
             torch.lerp(y, z, _bcast(1.0 - 1.0 / self.mu, y))

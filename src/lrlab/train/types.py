@@ -16,10 +16,14 @@ from lrlab.schedules import Schedule
 #: Batched optimizer names. ``schedulefree_sgd``: Schedule-Free SGD (``momentum`` is its
 #: interpolation beta, in (0, 1); the run is evaluated at the averaged point x).
 #: ``dadapt_sgd``: D-Adaptation SGD (``lr`` multiplies the estimated step; ``momentum`` is beta).
+#: ``schedulefree_adamw``: Schedule-Free AdamW (as ``schedulefree_sgd``, Adam-preconditioned).
 #: ``prodigy``: Prodigy (``lr`` multiplies the estimated step; ``momentum`` is beta1).
-OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "dadapt_sgd", "prodigy")
+OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd",
+              "prodigy")
 #: The learning-rate-free methods among ``OPTIMIZERS``.
-LR_FREE = ("schedulefree_sgd", "dadapt_sgd", "prodigy")
+LR_FREE = ("schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd", "prodigy")
+#: The Schedule-Free methods: their parameters hold y, and a run is evaluated at the average x.
+SCHEDULE_FREE = ("schedulefree_sgd", "schedulefree_adamw")
 
 
 @dataclass(frozen=True)

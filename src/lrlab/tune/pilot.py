@@ -26,7 +26,7 @@ from lrlab.train.types import RunConfig
 from lrlab.tune.settings import StudySettings
 
 PILOT_SEED = 0
-L1_OPTIMIZERS = ("adam", "prodigy")
+L1_OPTIMIZERS = ("adam", "schedulefree_adamw", "prodigy")
 #: ``lrlab.refine``'s default median-window fraction, the one the pilot's refinement uses.
 TAU = float(inspect.signature(refine).parameters["tau"].default)
 
