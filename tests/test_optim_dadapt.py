@@ -78,6 +78,11 @@ def test_parity_with_reference(cls, kwargs, spec, skip):
         assert any(not torch.equal(a, b) for a, b in zip(final, default_final(cls), strict=True))
 
 
+def test_dadapt_adam_at_the_published_lr_while_rounding_is_not_amplified():
+    """lr = 1 as well, over the 50 steps in which a 1-ulp change stays below 1e-12."""
+    run_parity(DAdaptAdam, dadaptation.DAdaptAdam, steps=50, control=True)
+
+
 @pytest.mark.parametrize("cls,kwargs", [
     (DAdaptSGD, {"momentum": 0.9, "weight_decay": 0.01}),
     (DAdaptAdam, {"weight_decay": 0.01, "decouple": True, "use_bias_correction": True}),
