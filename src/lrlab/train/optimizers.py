@@ -1,7 +1,8 @@
 """Functional optimizers over stacked parameters ``[M, ...]`` with per-member hyper-parameters.
 
 Each follows ``torch.optim`` semantics exactly, member by member (weight decay coupled: the
-gradient becomes g + wd * p before anything else):
+gradient becomes g + wd * p before anything else, except for ``schedulefree_adamw`` and
+``prodigy``, which decouple it as their classes do):
 
 - ``sgd``:      p <- p - lr * g
 - ``momentum``: b <- mu * b + g (b = g at the first step), p <- p - lr * b  (heavy ball, as
