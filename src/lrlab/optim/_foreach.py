@@ -86,22 +86,30 @@ def split(*lists: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
 def chunks(tensors: Sequence[torch.Tensor]) -> Iterator[slice]:
     """Consecutive index ranges whose tensors hold at most ``BLOCK_NUMEL`` elements on the CPU
     (``DEVICE_CHUNK_NUMEL`` elsewhere), or a single larger tensor."""
+    return _ranges([(t.numel(), _chunk_limit(t)) for t in tensors])
+
+
+def _ranges(sizes: Sequence[tuple[int, int]]) -> Iterator[slice]:
+    """:func:`chunks` over (element count, chunk limit) pairs."""
     start, size = 0, 0
-    for i, t in enumerate(tensors):
-        n = t.numel()
-        if size > 0 and size + n > _chunk_limit(t):
+    for i, (n, limit) in enumerate(sizes):
+        if size > 0 and size + n > limit:
             yield slice(start, i)
             start, size = i, 0
         size += n
-    if start < len(tensors):
-        yield slice(start, len(tensors))
+    if start < len(sizes):
+        yield slice(start, len(sizes))
 
 
 def blocks(*lists: Sequence[torch.Tensor]) -> Iterator[tuple[list[torch.Tensor], ...]]:
-    """``split`` the parallel lists and yield them chunk by chunk."""
-    cut = split(*lists)
-    for sl in chunks(cut[0]):
-        yield tuple(lst[sl] for lst in cut)
+    """The parallel lists cut as by :func:`split`, chunk by chunk as by :func:`chunks`; each
+    chunk's views are made when it is reached, so only one chunk's views exist at a time."""
+    pieces = plan(*lists)
+    first = lists[0]
+    sizes = [(first[i].numel() if a < 0 else b - a, _chunk_limit(first[i]))
+             for i, a, b in pieces]
+    for sl in _ranges(sizes):
+        yield tuple(take(pieces[sl], lst) for lst in lists)
 
 
 class Scratch:
