@@ -10,9 +10,10 @@ primal-averaging SGD is ``torch.optim.SGD`` heavy ball (the same method under a 
 has no reference package.
 
 Time: for each case, ours, the reference and AdamW are stepped in turn (interleaved, rotating who
-goes first), each on its own copy of the model; after warm-up the median (and the minimum, less
-sensitive to other load on a shared machine) of the per-step wall times is reported, and ratios
-are taken within the case. The timing process runs with glibc's allocator keeping freed memory
+goes first), each on its own copy of the model; after warm-up the median (and the minimum) of
+the per-step wall times is reported. A ratio is the median over rounds of the two step times of
+the same round (paired, so load that changes between rounds cancels); the ratio of the minima
+is reported too. The timing process runs with glibc's allocator keeping freed memory
 (``MALLOC_MMAP_THRESHOLD_`` = 32 MiB, ``MALLOC_TRIM_THRESHOLD_`` = 1 TiB; the script re-executes
 itself with them): a model-sized temporary allocated every step is then served from the heap
 instead of being mapped and faulted in afresh. That is the setting most favourable to methods
@@ -92,7 +93,7 @@ from lrlab.optim import (  # noqa: E402
 )
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-WARMUP, STEPS = 3, 25
+WARMUP, STEPS = 3, 40
 DEFAULT_LAYERS, DEFAULT_WIDTH = 10, 1000
 
 
@@ -285,8 +286,8 @@ def child_peak(case: str, side: str, layers: int, width: int) -> float:
 
 
 def time_steps(factories: list[Factory], layers: int, width: int, device: str, warmup: int,
-               steps: int) -> tuple[list[float], list[float], list[int]]:
-    """Median and minimum step time of each optimizer, and its state bytes.
+               steps: int) -> tuple[list[list[float]], list[int]]:
+    """Each optimizer's step times, round by round, and its state bytes.
 
     Steps are interleaved, one of each optimizer per round, starting with a different one each
     round so that no method always follows the same neighbour."""
@@ -303,8 +304,13 @@ def time_steps(factories: list[Factory], layers: int, width: int, device: str, w
             sync()
             if i >= warmup:
                 times[j].append(time.perf_counter() - t0)
-    return ([statistics.median(t) for t in times], [min(t) for t in times],
-            [state_bytes(o) for o in opts])
+    return times, [state_bytes(o) for o in opts]
+
+
+def paired_ratio(ours: list[float], peer: list[float]) -> float:
+    """Median over rounds of ours / peer within the round: load that changes from one round to
+    the next affects both sides of each ratio."""
+    return statistics.median(a / b for a, b in zip(ours, peer, strict=True))
 
 
 def compare_main(layers: int, width: int, only: list[str] | None = None,
@@ -315,19 +321,23 @@ def compare_main(layers: int, width: int, only: list[str] | None = None,
         if only and name not in only:
             continue
         factories = [ours, adamw] + ([ref] if ref is not None else [])
-        med, best, mem = time_steps(factories, layers, width, "cpu", WARMUP, STEPS)
+        times, mem = time_steps(factories, layers, width, "cpu", WARMUP, STEPS)
+        med = [statistics.median(t) for t in times]
+        best = [min(t) for t in times]
         row: dict[str, Any] = {
             "method": name,
             "ours_ms": 1e3 * med[0], "adamw_ms": 1e3 * med[1],
             "ours_min_ms": 1e3 * best[0], "adamw_min_ms": 1e3 * best[1],
-            "time_vs_adamw": med[0] / med[1], "min_time_vs_adamw": best[0] / best[1],
+            "time_vs_adamw": paired_ratio(times[0], times[1]),
+            "min_time_vs_adamw": best[0] / best[1],
             "ours_state_mb": mem[0] / 2**20, "adamw_state_mb": mem[1] / 2**20,
             "ours_peak_mb": child_peak(name, "ours", layers, width), "adamw_peak_mb": adamw_peak,
         }
         if ref is not None:
             row.update({
                 "ref_ms": 1e3 * med[2], "ref_min_ms": 1e3 * best[2],
-                "time_vs_ref": med[0] / med[2], "min_time_vs_ref": best[0] / best[2],
+                "time_vs_ref": paired_ratio(times[0], times[2]),
+                "min_time_vs_ref": best[0] / best[2],
                 "ref_state_mb": mem[2] / 2**20,
                 "ref_peak_mb": child_peak(name, "ref", layers, width),
             })
@@ -370,7 +380,8 @@ def bandwidth_main(device: str, layers: int, width: int, peak_gbs: float) -> Non
     rows = []
     for name, ours, _ in [*CASES, ("AdamW", adamw, None)]:
         moved = bytes_per_step(ours, layers, width, device)
-        sec = time_steps([ours], layers, width, device, warmup=5, steps=20)[0][0]
+        sec = statistics.median(time_steps([ours], layers, width, device, warmup=5,
+                                           steps=20)[0][0])
         gbs = moved / sec / 1e9
         rows.append({"method": name, "ms": 1e3 * sec, "bytes_per_param": moved / n,
                      "gb_per_s": gbs, "fraction_of_peak": gbs / peak_gbs})
