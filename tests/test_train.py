@@ -134,7 +134,7 @@ def test_linear_matches_torch_optim(optimizer: str) -> None:
 def test_mlp_matches_torch_optim(optimizer: str) -> None:
     task = get_task("digits_mlp")
     cfg = _configs(optimizer, LRS[optimizer])[1]
-    init = [p[0] for p in task.model.init([cfg.seed], torch.float64)]
+    init = [p[0] for p in task.model.init([cfg.seed], dtype=torch.float64, device="cpu").params]
 
     def forward(p, X):
         return torch.relu(X @ p[0] + p[1]) @ p[2] + p[3]

@@ -118,7 +118,7 @@ def test_mlp_member_equals_single_model_loop(optimizer: str) -> None:
     task = get_task("digits_mlp")
     configs = _configs(optimizer, steps=30)
     cfg = configs[1]
-    init = [p[0] for p in task.model.init([cfg.seed], torch.float64)]
+    init = [p[0] for p in task.model.init([cfg.seed], dtype=torch.float64, device="cpu").params]
 
     def forward(p, X):
         return torch.relu(X @ p[0] + p[1]) @ p[2] + p[3]

@@ -9,6 +9,19 @@ Example::
 
 from lrlab.tasks import charlm, classification, synthetic  # noqa: F401  (registers builders)
 from lrlab.tasks.base import Task, get_task, register, task_names
+from lrlab.tasks.contract import BatchedModel, Members
+from lrlab.tasks.modules import ModuleModel, from_module, member_torch_seed
 from lrlab.tasks.svmlight import svmlight_task
 
-__all__ = ["Task", "get_task", "register", "svmlight_task", "task_names"]
+__all__ = [
+    "BatchedModel",
+    "Members",
+    "ModuleModel",
+    "Task",
+    "from_module",
+    "get_task",
+    "member_torch_seed",
+    "register",
+    "svmlight_task",
+    "task_names",
+]

@@ -8,14 +8,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from lrlab._checks import check_int, check_real
+from lrlab.tasks.contract import BatchedModel
+
+
+def n_rows(data: Any, name: str) -> int:
+    """The number of rows of a tensor, or of a tuple/list/dict of tensors sharing it."""
+    leaves = tree_leaves(data)
+    if not leaves or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in leaves):
+        raise ValueError(f"{name} must be a tensor or a tuple/list/dict of tensors with rows")
+    lengths = {len(t) for t in leaves}
+    if len(lengths) > 1:
+        raise ValueError(f"{name} holds tensors of different lengths {sorted(lengths)}")
+    return lengths.pop()
 
 
 @dataclass(frozen=True, eq=False)
 class Task:
     """A training problem, self-described.
 
+    ``model`` implements ``lrlab.tasks.BatchedModel``. Inputs and targets are tensors whose first
+    dimension indexes the examples, or tuples/lists/dicts of such tensors (all of one length).
     The training objective is ``f(params) = mean_i loss(x_i, y_i) + penalty(params)`` over the
     whole training split; ``f_star`` is its known minimum value (None when unknown). The
     ``test_metric`` of a run is ``model.metric_sum`` over the test split divided by its size
@@ -27,11 +42,11 @@ class Task:
 
     name: str
     description: str
-    model: Any
-    X_train: torch.Tensor
-    y_train: torch.Tensor
-    X_test: torch.Tensor
-    y_test: torch.Tensor
+    model: BatchedModel
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
     default_steps: int
     default_batch_size: int
     metric_name: str | None
@@ -45,14 +60,29 @@ class Task:
         check_int("default_steps", self.default_steps, lo=1)
         check_int("default_batch_size", self.default_batch_size, lo=1)
         check_real("default_lr", self.default_lr, 0.0, lo_open=True)
-        if len(self.X_train) != len(self.y_train) or len(self.X_test) != len(self.y_test):
-            raise ValueError("X and y of a split must have the same number of rows")
-        if len(self.X_train) == 0 or len(self.X_test) == 0:
-            raise ValueError("train and test splits must be non-empty")
+        if not isinstance(self.model, BatchedModel):
+            raise ValueError(
+                f"model must implement lrlab.tasks.BatchedModel (init, loss_and_grad, loss_sum, "
+                f"metric_sum, penalty), got {type(self.model).__name__}"
+            )
+        for split in ("train", "test"):
+            n_x = n_rows(getattr(self, f"X_{split}"), f"X_{split}")
+            n_y = n_rows(getattr(self, f"y_{split}"), f"y_{split}")
+            if n_x != n_y:
+                raise ValueError(
+                    f"X_{split} has {n_x} rows but y_{split} has {n_y}: a split's inputs and "
+                    "targets must have the same number of rows"
+                )
+            if n_x == 0:
+                raise ValueError("train and test splits must be non-empty")
 
     @property
     def n_train(self) -> int:
-        return len(self.X_train)
+        return n_rows(self.X_train, "X_train")
+
+    @property
+    def n_test(self) -> int:
+        return n_rows(self.X_test, "X_test")
 
     def describe(self) -> dict[str, Any]:
         """JSON-compatible summary (no data), e.g. for storing next to a study's results."""
@@ -60,7 +90,7 @@ class Task:
             "name": self.name,
             "description": self.description,
             "n_train": self.n_train,
-            "n_test": len(self.X_test),
+            "n_test": self.n_test,
             "default_steps": self.default_steps,
             "default_batch_size": self.default_batch_size,
             "default_lr": self.default_lr,
@@ -78,7 +108,7 @@ class Task:
 
     def __repr__(self) -> str:
         return (
-            f"Task({self.name!r}, n_train={self.n_train}, n_test={len(self.X_test)}, "
+            f"Task({self.name!r}, n_train={self.n_train}, n_test={self.n_test}, "
             f"steps={self.default_steps}, batch={self.default_batch_size}, "
             f"metric={self.metric_name!r}, f_star={self.f_star})"
         )

@@ -25,7 +25,8 @@ import torch
 
 from lrlab._checks import check_int
 from lrlab.tasks.base import Task, register
-from lrlab.tasks.models import AutogradModel, Params, _lhs, _member_init
+from lrlab.tasks.contract import Members, Params
+from lrlab.tasks.models import AutogradModel, _lhs, _member_init
 
 VOCAB = 97
 
@@ -69,7 +70,7 @@ class CharTransformer(AutogradModel):
         self.L, self.D, self.H, self.layers, self.F = context, d_model, heads, layers, d_ff
         self.row_cost = context * (VOCAB + 4 * d_model + d_ff + context)
 
-    def init(self, seeds: Sequence[int], dtype: torch.dtype) -> Params:
+    def init(self, seeds: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> Members:
         D, F, L = self.D, self.F, self.L
 
         def draw(gen: torch.Generator) -> Params:
@@ -86,7 +87,7 @@ class CharTransformer(AutogradModel):
             out += [torch.ones(D, dtype=dtype), torch.zeros(D, dtype=dtype)]
             return out
 
-        return _member_init(seeds, draw)
+        return _member_init(seeds, draw, device)
 
     def _logp(self, params: Params, X: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [M, B, L, V] of the next symbol."""
@@ -95,10 +96,10 @@ class CharTransformer(AutogradModel):
         X = _lhs(X, M, 1)
         B, L = X.shape[1], X.shape[2]
         H, dh = self.H, self.D // self.H
-        flat = (X + torch.arange(M).view(M, 1, 1) * VOCAB).reshape(-1)
+        flat = (X + torch.arange(M, device=X.device).view(M, 1, 1) * VOCAB).reshape(-1)
         h = emb.reshape(M * VOCAB, self.D).index_select(0, flat).view(M, B, L, self.D)
         h = h + pos[:, :L].unsqueeze(1)
-        causal = torch.ones(L, L, dtype=torch.bool).triu(1)
+        causal = torch.ones(L, L, dtype=torch.bool, device=X.device).triu(1)
         k = 2
         for _ in range(self.layers):
             g1, b1, wqkv, wo, g2, b2, w1, c1, w2, c2 = params[k : k + 10]
@@ -114,12 +115,12 @@ class CharTransformer(AutogradModel):
         h = _layer_norm(h, params[k], params[k + 1])
         return torch.log_softmax(torch.matmul(h, emb.transpose(1, 2).unsqueeze(1)), dim=-1)
 
-    def loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logp = self._logp(params, X)
         yy = _lhs(y, logp.shape[0], 1).unsqueeze(-1)
         return -logp.gather(-1, yy).squeeze(-1).mean(-1).sum(1)
 
-    metric_sum = loss_sum
+    _metric_sum = _loss_sum
 
 
 @register("stdlib_charlm")

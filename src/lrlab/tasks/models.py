@@ -1,16 +1,10 @@
-"""Batched functional models: every parameter carries a leading member dimension M.
+"""Hand-written batched models: every parameter carries a leading member dimension M.
 
-A model never mixes members: member m's outputs depend only on member m's parameters and
-inputs, so a non-finite member cannot leak into the others. Each model provides
-
-- ``init(seeds, dtype)``: a list of parameter tensors ``[M, ...]``; member m is drawn from a
-  ``torch.Generator`` seeded with ``seeds[m]`` (same values whatever the other members are);
-- ``loss_sum(params, X, y)``: per-member sum of per-example losses, shape ``[M]``, for inputs
-  ``X`` of shape ``[M, B, ...]`` (or ``[B, ...]`` shared by every member);
-- ``penalty(params)``: per-member regulariser added once to the mean loss (zeros if none);
-- ``metric_sum(params, X, y)``: per-member sum of a held-out metric over the examples;
-- ``loss_and_grad(params, X, y)``: minibatch objective ``loss_sum / B + penalty`` ``[M]`` and its
-  gradient for every parameter (hand-written for linear models, autograd otherwise).
+They implement ``lrlab.tasks.contract.BatchedModel`` with parameters only (no buffers, no
+randomness): member m is drawn from a ``torch.Generator`` seeded with ``seeds[m]`` (the same
+values whatever the other members are), on the CPU, then moved to the device. Inputs may be
+``[M, B, ...]`` or ``[B, ...]`` shared by every member. Gradients are hand-written for the
+linear models and by autograd otherwise.
 """
 
 from __future__ import annotations
@@ -20,16 +14,45 @@ from collections.abc import Sequence
 
 import torch
 
-Params = list[torch.Tensor]
+from lrlab.tasks.contract import Members, Params
 
 
-def _member_init(seeds: Sequence[int], shapes_fn) -> Params:
-    """Draw each member's parameters from its own generator and stack them."""
+def _member_init(seeds: Sequence[int], shapes_fn, device: torch.device) -> Members:
+    """Draw each member's parameters from its own CPU generator, stack, move to ``device``."""
     per_member = []
     for s in seeds:
         gen = torch.Generator().manual_seed(int(s))
         per_member.append(shapes_fn(gen))
-    return [torch.stack(ts) for ts in zip(*per_member, strict=True)]
+    params = [torch.stack(ts).to(device) for ts in zip(*per_member, strict=True)]
+    return Members(params, seeds=tuple(int(s) for s in seeds))
+
+
+def _zeros_init(seeds: Sequence[int], shapes, dtype, device) -> Members:
+    """Members whose parameters all start at zero."""
+    M = len(seeds)
+    params = [torch.zeros(M, *shape, dtype=dtype, device=device) for shape in shapes]
+    return Members(params, seeds=tuple(int(s) for s in seeds))
+
+
+class ParamsModel:
+    """Base of the hand-written models: the whole state is the parameters.
+
+    Subclasses define ``_loss_sum(params, X, y)``, ``_metric_sum(params, X, y)`` and
+    ``_loss_and_grad(params, X, y)``; ``penalty`` defaults to zeros.
+    """
+
+    def loss_and_grad(self, members: Members, X, y):
+        loss, grads = self._loss_and_grad(members.params, X, y)
+        return loss, grads, members.buffers
+
+    def loss_sum(self, members: Members, X, y) -> torch.Tensor:
+        return self._loss_sum(members.params, X, y)
+
+    def metric_sum(self, members: Members, X, y) -> torch.Tensor:
+        return self._metric_sum(members.params, X, y)
+
+    def penalty(self, params: Params) -> torch.Tensor:
+        return params[0].new_zeros(params[0].shape[0])
 
 
 def _lhs(X: torch.Tensor, M: int, example_dims: int) -> torch.Tensor:
@@ -41,27 +64,24 @@ def _lhs(X: torch.Tensor, M: int, example_dims: int) -> torch.Tensor:
     return X if X.dim() == example_dims + 2 else X.unsqueeze(0).expand(M, *X.shape)
 
 
-class AutogradModel:
-    """Mixin: the gradient of the minibatch objective by reverse-mode autodiff.
+class AutogradModel(ParamsModel):
+    """The gradient of the minibatch objective by reverse-mode autodiff.
 
     The per-member objectives are summed before differentiating; since members share no
     computation, d(sum)/d(params_m) is member m's own gradient.
     """
 
-    def loss_and_grad(
+    def _loss_and_grad(
         self, params: Params, X: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, Params]:
         with torch.enable_grad():
             leaves = [p.detach().requires_grad_(True) for p in params]
-            loss = self.loss_sum(leaves, X, y) / X.shape[1] + self.penalty(leaves)
+            loss = self._loss_sum(leaves, X, y) / X.shape[1] + self.penalty(leaves)
             grads = torch.autograd.grad(loss.sum(), leaves)
         return loss.detach(), list(grads)
 
-    def penalty(self, params: Params) -> torch.Tensor:
-        return torch.zeros(params[0].shape[0], dtype=params[0].dtype)
 
-
-class LinearSoftmax:
+class LinearSoftmax(ParamsModel):
     """Multinomial logistic regression: logits = W x + b, cross-entropy loss.
 
     Parameters ``W`` [M, c, d] (``torch.nn.Linear`` layout) and ``b`` [M, c], initialised at 0.
@@ -75,12 +95,9 @@ class LinearSoftmax:
     def __init__(self, n_features: int, n_classes: int, *, bias: bool = True, l2: float = 0.0):
         self.n_features, self.n_classes, self.bias, self.l2 = n_features, n_classes, bias, l2
 
-    def init(self, seeds: Sequence[int], dtype: torch.dtype) -> Params:
-        M, d, c = len(seeds), self.n_features, self.n_classes
-        out = [torch.zeros(M, c, d, dtype=dtype)]
-        if self.bias:
-            out.append(torch.zeros(M, c, dtype=dtype))
-        return out
+    def init(self, seeds: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> Members:
+        c, d = self.n_classes, self.n_features
+        return _zeros_init(seeds, [(c, d), (c,)] if self.bias else [(c, d)], dtype, device)
 
     def _logits_t(self, params: Params, X: torch.Tensor) -> torch.Tensor:
         """Class-major logits [M, c, B]."""
@@ -100,20 +117,20 @@ class LinearSoftmax:
         yy = _lhs(y, Z.shape[0], 0).unsqueeze(1)
         return (Z.gather(1, yy) - lse).squeeze(1), E
 
-    def loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return -self._logp_y(self._logits_t(params, X), y)[0].sum(1)
 
     def penalty(self, params: Params) -> torch.Tensor:
         W = params[0]
         if self.l2 == 0.0:
-            return torch.zeros(W.shape[0], dtype=W.dtype)
+            return W.new_zeros(W.shape[0])
         return 0.5 * self.l2 * W.square().sum((1, 2))
 
-    def metric_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _metric_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pred = self._logits_t(params, X).argmax(1)
         return (pred == _lhs(y, pred.shape[0], 0)).sum(1).to(params[0].dtype)
 
-    def loss_and_grad(
+    def _loss_and_grad(
         self, params: Params, X: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, Params]:
         W = params[0]
@@ -124,7 +141,7 @@ class LinearSoftmax:
             loss = loss + self.penalty(params)
         G = E.div_(E.sum(1, keepdim=True))  # softmax, [M, c, B]
         yy = y.unsqueeze(1)
-        G.scatter_add_(1, yy, torch.full(yy.shape, -1.0, dtype=G.dtype))
+        G.scatter_add_(1, yy, G.new_full(yy.shape, -1.0))
         G.div_(B)  # (P - Y)^T / B
         gW = torch.bmm(G, X)
         if self.l2 != 0.0:
@@ -135,7 +152,7 @@ class LinearSoftmax:
         return loss, grads
 
 
-class LinearAbs:
+class LinearAbs(ParamsModel):
     """Least absolute deviations: f(w) = mean_i |x_i . w - y_i| (no bias, zero init).
 
     Subgradient (hand-written): X^T sign(X w - y) / B, with sign(0) = 0.
@@ -145,22 +162,19 @@ class LinearAbs:
     def __init__(self, n_features: int):
         self.n_features = n_features
 
-    def init(self, seeds: Sequence[int], dtype: torch.dtype) -> Params:
-        return [torch.zeros(len(seeds), self.n_features, 1, dtype=dtype)]
+    def init(self, seeds: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> Members:
+        return _zeros_init(seeds, [(self.n_features, 1)], dtype, device)
 
     def _resid(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = params[0]
         return torch.matmul(_lhs(X, w.shape[0], 1), w).squeeze(-1) - _lhs(y, w.shape[0], 0)
 
-    def loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._resid(params, X, y).abs().sum(1)
 
-    def penalty(self, params: Params) -> torch.Tensor:
-        return torch.zeros(params[0].shape[0], dtype=params[0].dtype)
+    _metric_sum = _loss_sum
 
-    metric_sum = loss_sum
-
-    def loss_and_grad(
+    def _loss_and_grad(
         self, params: Params, X: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, Params]:
         r = self._resid(params, X, y)
@@ -180,7 +194,7 @@ class MLP(AutogradModel):
     def __init__(self, n_features: int, n_hidden: int, n_classes: int):
         self.sizes = (n_features, n_hidden, n_classes)
 
-    def init(self, seeds: Sequence[int], dtype: torch.dtype) -> Params:
+    def init(self, seeds: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> Members:
         d, h, c = self.sizes
 
         def draw(gen: torch.Generator) -> Params:
@@ -191,18 +205,18 @@ class MLP(AutogradModel):
                 out.append((torch.rand(fan_out, generator=gen, dtype=dtype) * 2 - 1) * a)
             return out
 
-        return _member_init(seeds, draw)
+        return _member_init(seeds, draw, device)
 
     def _logits(self, params: Params, X: torch.Tensor) -> torch.Tensor:
         W1, b1, W2, b2 = params
         h = torch.relu(torch.matmul(_lhs(X, W1.shape[0], 1), W1) + b1.unsqueeze(1))
         return torch.matmul(h, W2) + b2.unsqueeze(1)
 
-    def loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(self._logits(params, X), dim=-1)
         yy = _lhs(y, logp.shape[0], 0).unsqueeze(-1)
         return -logp.gather(-1, yy).squeeze(-1).sum(1)
 
-    def metric_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _metric_sum(self, params: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pred = self._logits(params, X).argmax(-1)
         return (pred == _lhs(y, pred.shape[0], 0)).sum(1).to(params[0].dtype)

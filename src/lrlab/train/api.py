@@ -14,6 +14,8 @@ import torch
 from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.tasks import Task, get_task
+from lrlab.train import devices
+from lrlab.train.devices import resolve_device
 from lrlab.train.engine import train_group
 from lrlab.train.types import OPTIMIZERS, SCHEDULE_FREE, RunConfig, RunResult
 
@@ -59,17 +61,25 @@ def run_batched(
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
     num_threads: int | None = 1,
+    device: str | torch.device = "cpu",
+    max_members: int | None = None,
 ) -> list[RunResult]:
     """Train every configuration on ``task``; results in input order.
 
     Configurations sharing (optimizer, steps) are trained as one stacked computation (leading
     member dimension M, learning rates a [M] tensor per step, each member's data order from its
-    seed); different groups run one after the other. ``progress(done, total)`` is called with
-    member-steps done so far and in all. ``num_threads`` sets torch's intra-op threads for the
-    duration of the call (restored afterwards; None leaves torch's setting alone). The default 1
-    is deliberate: the per-step tensors of these tasks are small, and on a busy machine
-    intra-op threads cost far more than they gain (measured 14x slower with 2 threads on a loaded
-    2-core machine); parallelise across processes instead.
+    seed); different groups run one after the other. A group larger than ``max_members`` is
+    trained in chunks of at most that many members, one after the other (None: as many as fit
+    in half the memory free on the device, from the task's measured per-member footprint,
+    ``lrlab.train.devices.max_members``); members never interact, so chunking changes no
+    result. ``device`` is ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or
+    ``"auto"``; the task's data, every member and the optimizer state live there.
+    ``progress(done, total)`` is called with member-steps done so far and in all.
+    ``num_threads`` sets torch's intra-op threads for the duration of the call (restored
+    afterwards; None leaves torch's setting alone). The default 1 is deliberate: the per-step
+    tensors of these tasks are small, and on a busy machine intra-op threads cost far more
+    than they gain (measured 14x slower with 2 threads on a loaded 2-core machine);
+    parallelise across processes instead.
 
     Example: ``run_batched("iris_logreg", [RunConfig(lr, Constant()) for lr in (0.1, 1.0)])``.
     """
@@ -82,6 +92,9 @@ def run_batched(
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if num_threads is not None:
         num_threads = check_int("num_threads", num_threads, lo=1)
+    if max_members is not None:
+        max_members = check_int("max_members", max_members, lo=1)
+    dev = resolve_device(device)
     groups: dict[tuple[str, int], list[int]] = {}
     for i, cfg in enumerate(configs):
         groups.setdefault((cfg.optimizer, _resolve_steps(task, i, cfg)), []).append(i)
@@ -89,7 +102,16 @@ def run_batched(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        return _run_groups(task, configs, groups, record_grad_norms, curve_points, dtype, progress)
+        if max_members is None:
+            max_members = devices.max_members(task, task.default_batch_size, dtype, dev)
+        chunks = {
+            (key, a): ix[a : a + max_members]
+            for key, ix in groups.items()
+            for a in range(0, len(ix), max_members)
+        }
+        return _run_groups(
+            task, configs, chunks, record_grad_norms, curve_points, dtype, dev, progress
+        )
     finally:
         if num_threads is not None:
             torch.set_num_threads(previous_threads)
@@ -98,16 +120,17 @@ def run_batched(
 def _run_groups(
     task: Task,
     configs: list[RunConfig],
-    groups: dict[tuple[str, int], list[int]],
+    groups: dict[tuple[tuple[str, int], int], list[int]],
     record_grad_norms: bool,
     curve_points: int,
     dtype: torch.dtype,
+    device: torch.device,
     progress: Callable[[int, int], None] | None,
 ) -> list[RunResult]:
-    total = sum(steps * len(ix) for (_, steps), ix in groups.items())
+    total = sum(steps * len(ix) for ((_, steps), _), ix in groups.items())
     done = 0
     results: list[RunResult | None] = [None] * len(configs)
-    for (optimizer, steps), ix in groups.items():
+    for ((optimizer, steps), _), ix in groups.items():
         report = None
         if progress is not None:
             base, width = done, len(ix)
@@ -123,6 +146,7 @@ def _run_groups(
             record_grad_norms=record_grad_norms,
             curve_points=curve_points,
             dtype=dtype,
+            device=device,
             progress=report,
         )
         for i, res in zip(ix, out, strict=True):
@@ -139,6 +163,7 @@ def run_config(
     curve_points: int = 200,
     dtype: torch.dtype = torch.float32,
     num_threads: int | None = 1,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train one ``RunConfig`` (a batch of one)."""
     return run_batched(
@@ -148,6 +173,8 @@ def run_config(
         curve_points=curve_points,
         dtype=dtype,
         num_threads=num_threads,
+        device=device,
+        max_members=1,
     )[0]
 
 
@@ -165,6 +192,7 @@ def run(
     curve_points: int = 200,
     dtype: torch.dtype = torch.float32,
     num_threads: int | None = 1,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """One training run: ``steps`` steps of ``optimizer`` with learning rate lr * schedule(t).
 
@@ -189,4 +217,5 @@ def run(
         curve_points=curve_points,
         dtype=dtype,
         num_threads=num_threads,
+        device=device,
     )

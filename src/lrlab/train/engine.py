@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_leaves, tree_map
 
 from lrlab.tasks.base import Task
-from lrlab.train.optimizers import BatchedOptimizer
+from lrlab.tasks.contract import Members
+from lrlab.train.optimizers import BatchedOptimizer, _bcast
 from lrlab.train.types import SCHEDULE_FREE, RunConfig, RunResult
 
 CHUNK_STEPS = 128
 EVAL_BUDGET = 1 << 22  # elements per member-batched evaluation chunk
+CPU = torch.device("cpu")
 
 
 def schedulefree_warmup(steps: int) -> int:
@@ -77,27 +81,38 @@ def curve_index(steps: int, points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps - 1, points)).astype(np.int64))
 
 
-def _as_input(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.to(dtype) if t.is_floating_point() else t
+def _to_device(data: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    """Data moved to ``device`` (floating tensors cast to ``dtype``); pytrees map leaf by leaf."""
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+    return tree_map(move, data)
 
 
-def _take(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _take(X: Any, rows: torch.Tensor) -> Any:
     """X[rows] for an index array ``rows`` [M, B] (index_select is the fast gather on CPU)."""
-    return X.index_select(0, rows.reshape(-1)).view(*rows.shape, *X.shape[1:])
+    return tree_map(
+        lambda a: a.index_select(0, rows.reshape(-1)).view(*rows.shape, *a.shape[1:]), X
+    )
 
 
-def evaluate(
-    task: Task, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, fn: str
-) -> torch.Tensor:
+def _rows(X: Any, a: int, b: int) -> Any:
+    return tree_map(lambda t: t[a:b], X)
+
+
+def evaluate(task: Task, members: Members, X: Any, y: Any, fn: str) -> torch.Tensor:
     """Per-member mean of ``model.<fn>`` over all rows of (X, y), in memory-bounded chunks."""
-    M = params[0].shape[0]
-    cost = getattr(task.model, "row_cost", None) or max(1, X[0].numel())
+    M = members.size
+    cost = getattr(task.model, "row_cost", None) or sum(t[0].numel() for t in tree_leaves(X))
+    cost = max(1, cost)
     rows = max(1, EVAL_BUDGET // (M * cost))
-    total = torch.zeros(M, dtype=params[0].dtype)
+    n = len(tree_leaves(X)[0])
+    total = members.params[0].new_zeros(M)
     method = getattr(task.model, fn)
-    for a in range(0, len(X), rows):
-        total += method(params, X[a : a + rows], y[a : a + rows])
-    return total / len(X)
+    for a in range(0, n, rows):
+        total += method(members, _rows(X, a, a + rows), _rows(y, a, a + rows))
+    return total / n
 
 
 def train_group(
@@ -109,36 +124,49 @@ def train_group(
     record_grad_norms: bool,
     curve_points: int,
     dtype: torch.dtype,
+    device: torch.device = CPU,
     progress: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
-    """Train ``configs`` (same optimizer, same number of steps) as one stacked computation."""
+    """Train ``configs`` (same optimizer, same number of steps) as one stacked computation.
+
+    Everything lives on ``device``. The host reads nothing back during training except, every
+    ``CHUNK_STEPS`` steps, whether any member is still active (the CPU also checks whether all
+    are, every step, to skip the masks).
+    """
     M, T, B = len(configs), steps, task.default_batch_size
     model = task.model
-    Xtr, ytr = _as_input(task.X_train, dtype), _as_input(task.y_train, dtype)
-    params = model.init([c.seed for c in configs], dtype)
-    lrs = torch.from_numpy(lr_table(configs, T)).to(dtype)
+    Xtr, ytr = _to_device(task.X_train, dtype, device), _to_device(task.y_train, dtype, device)
+    members = model.init([c.seed for c in configs], dtype=dtype, device=device)
+    params = members.params
+    lrs = torch.from_numpy(lr_table(configs, T)).to(device=device, dtype=dtype)
     opt = BatchedOptimizer(
         optimizer,
         params,
-        torch.tensor([c.momentum for c in configs], dtype=dtype),
-        torch.tensor([c.weight_decay for c in configs], dtype=dtype),
+        torch.tensor([c.momentum for c in configs], dtype=dtype, device=device),
+        torch.tensor([c.weight_decay for c in configs], dtype=dtype, device=device),
         warmup_steps=schedulefree_warmup(T) if optimizer in SCHEDULE_FREE else 0,
     )
+    on_cpu = device.type == "cpu"
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
-    active = torch.ones(M, dtype=torch.bool)
-    diverged_at = torch.full((M,), -1, dtype=torch.int64)
-    losses = torch.empty(T, M, dtype=dtype)
-    l2 = torch.empty(T, M, dtype=dtype) if record_grad_norms else None
-    l1 = torch.empty(T, M, dtype=dtype) if record_grad_norms else None
+    active = torch.ones(M, dtype=torch.bool, device=device)
+    diverged_at = torch.full((M,), -1, dtype=torch.int64, device=device)
+    losses = torch.full((T, M), math.nan, dtype=dtype, device=device)
+    l2 = torch.full((T, M), math.nan, dtype=dtype, device=device) if record_grad_norms else None
+    l1 = torch.full((T, M), math.nan, dtype=dtype, device=device) if record_grad_norms else None
     every = max(1, T // 100)
     with torch.no_grad():
         for c0 in range(0, T, CHUNK_STEPS):
+            if c0 > 0 and not bool(active.any()):
+                break  # every member diverged: nothing left to train
             k = min(CHUNK_STEPS, T - c0)
-            idx = torch.from_numpy(np.stack([o.take(k * B).reshape(k, B) for o in orders], 1))
+            idx = np.stack([o.take(k * B).reshape(k, B) for o in orders], 1)
+            idx = torch.from_numpy(idx).to(device, non_blocking=True)
             for j in range(k):
                 t = c0 + j
                 rows = idx[j]
-                loss, grads = model.loss_and_grad(params, _take(Xtr, rows), _take(ytr, rows))
+                loss, grads, buffers = model.loss_and_grad(
+                    members, _take(Xtr, rows), _take(ytr, rows)
+                )
                 sq = sum(g.square().flatten(1).sum(1) for g in grads)
                 ok = active & torch.isfinite(loss) & torch.isfinite(sq)
                 diverged_at = torch.where(active & ~ok, t, diverged_at)
@@ -148,15 +176,27 @@ def train_group(
                     a1 = sum(g.abs().flatten(1).sum(1) for g in grads)
                     l1[t] = torch.where(active, a1, math.nan)
                 active = ok
-                opt.step(params, grads, lrs[t], None if bool(active.all()) else active)
+                mask = None if on_cpu and bool(active.all()) else active
+                if buffers:
+                    members.buffers = (
+                        buffers
+                        if mask is None
+                        else [torch.where(_bcast(mask, n), n, o)
+                              for n, o in zip(buffers, members.buffers, strict=True)]
+                    )
+                opt.step(params, grads, lrs[t], mask)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                     progress(t + 1)
-        at = opt.eval_params(params)
-        final = evaluate(task, at, Xtr, ytr, "loss_sum") + model.penalty(at)
+        at = members.with_params(opt.eval_params(params))
+        final = evaluate(task, at, Xtr, ytr, "loss_sum") + model.penalty(at.params)
         final = torch.where(active, final, math.nan)
         diverged_at = torch.where(active & ~torch.isfinite(final), T, diverged_at)
-        Xte, yte = _as_input(task.X_test, dtype), _as_input(task.y_test, dtype)
+        Xte, yte = _to_device(task.X_test, dtype, device), _to_device(task.y_test, dtype, device)
         metric = evaluate(task, at, Xte, yte, "metric_sum")
+    final, metric, diverged_at = final.cpu(), metric.cpu(), diverged_at.cpu()
+    losses = losses.cpu()
+    l2 = None if l2 is None else l2.cpu()
+    l1 = None if l1 is None else l1.cpu()
     keep = curve_index(T, curve_points)
     loss_np = losses.double().numpy()
     div = diverged_at.numpy()
