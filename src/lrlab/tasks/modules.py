@@ -294,13 +294,14 @@ class ModuleModel:
     def loss_and_grad(self, members: Members, X: Any, y: Any):
         if self.mode == "members":
             return self._members_step(members, X, y)
-        states = members.rng.states()
+        states = members.rng.states() if self.mode is None else None
         try:
             out = self._vmap_step(members, X, y)
         except Exception as exc:  # noqa: BLE001 - any failure of vmap means: train one by one
             if self.mode == "vmap" and not isinstance(exc, _PlanChanged):
                 raise
-            members.rng.restore(states)
+            if states is not None:
+                members.rng.restore(states)
             members.rng.plan = None
             out = self._members_step(members, X, y)
             self.mode, self.reason = "members", _first_line(exc)
@@ -323,7 +324,9 @@ class ModuleModel:
     def _member_loss(self, params, buffers, x, y, noises, plan, module):
         tensors = dict(zip(self.param_names, params, strict=True))
         fresh = {n: b.clone() for n, b in zip(self.buffer_names, buffers, strict=True)}
-        with _Dropout(_Replay(plan, noises)):
+        # Without planned dropout calls no mode is needed: any random call then fails vmap
+        # (randomness="error"), and the first step falls back to member by member.
+        with _Dropout(_Replay(plan, noises)) if plan else contextlib.nullcontext():
             out = _call(module, tensors | fresh, x)
         loss = self.loss_fn(out, y)
         return loss, (loss.detach(), tuple(fresh[n] for n in self.buffer_names))
@@ -541,17 +544,22 @@ def _qualname(fn: Callable) -> str:
 
 
 def _probe(model: ModuleModel, X: Any, y: Any) -> int:
-    """Check the loss on two rows (eval mode) and return the elements one row creates."""
+    """Check the loss on a few rows (eval mode); return the elements one more row creates."""
     floats = [t.dtype for t in tree_leaves(X) if t.is_floating_point()]
     module = model.build(0).to(dtype=floats[0] if floats else torch.float32).eval()
-    rows = min(2, n_rows(X, "inputs"))
-    x2, y2 = tree_map(lambda t: t[:rows], X), tree_map(lambda t: t[:rows], y)
-    with torch.no_grad(), CreatedBytes() as counter:
-        loss = model.loss_fn(_call(module, {}, x2), y2)
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(
-            f"loss_fn must return a scalar tensor (the batch mean), got {shape}; "
-            "use reduction='mean'"
-        )
-    return max(1, counter.elements // rows)
+    counts = []
+    for rows in sorted({min(2, n_rows(X, "inputs")), min(4, n_rows(X, "inputs"))}):
+        x, t = tree_map(lambda a, r=rows: a[:r], X), tree_map(lambda a, r=rows: a[:r], y)
+        with torch.no_grad(), CreatedBytes() as counter:
+            loss = model.loss_fn(_call(module, {}, x), t)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(
+                f"loss_fn must return a scalar tensor (the batch mean), got {shape}; "
+                "use reduction='mean'"
+            )
+        counts.append((rows, counter.elements))
+    if len(counts) == 1:
+        return max(1, counts[0][1] // counts[0][0])
+    (r0, c0), (r1, c1) = counts
+    return max(1, (c1 - c0) // (r1 - r0))
