@@ -77,7 +77,8 @@ def run_loop(task, make_model, steps, device):
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
         sched = ScheduleLR(opt, cfg.schedule)
         rng = np.random.default_rng(cfg.seed)
-        order = np.concatenate([rng.permutation(len(X)) for _ in range(steps * BATCH // len(X) + 1)])
+        epochs = steps * BATCH // len(X) + 1
+        order = np.concatenate([rng.permutation(len(X)) for _ in range(epochs)])
         idx = torch.from_numpy(order[: steps * BATCH].reshape(steps, BATCH)).to(device)
         for t in range(steps):
             loss = torch.nn.functional.cross_entropy(model(X[idx[t]]), y[idx[t]])
@@ -160,8 +161,9 @@ def main() -> None:
             )
             rows[f"{model}/{approach}"] = json.loads(out.stdout.strip().splitlines()[-1])
             r = rows[f"{model}/{approach}"]
-            print(f"{model:4} {approach:9} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:6.0f} MB"
-                  + (f"  GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""), flush=True)
+            gpu = f"  GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""
+            print(f"{model:4} {approach:9} {r['seconds']:7.2f} s  "
+                  f"peak RSS {r['peak_rss_mb']:6.0f} MB{gpu}", flush=True)
     ratios = {}
     for model in ("mlp", "cnn"):
         ours = rows[f"{model}/lrlab"]["seconds"]

@@ -1,4 +1,4 @@
-"""``from_module``: any nn.Module trained batched through torch.func, checked against plain loops."""
+"""``from_module``: any nn.Module trained batched by torch.func, checked against plain loops."""
 
 from __future__ import annotations
 
@@ -64,7 +64,11 @@ def make_tokens(seed: int) -> nn.Module:
     return TokenModel()
 
 
-MODELS = {"mlp": (make_mlp, "vector"), "cnn": (make_cnn, "image"), "tokens": (make_tokens, "tokens")}
+MODELS = {
+    "mlp": (make_mlp, "vector"),
+    "cnn": (make_cnn, "image"),
+    "tokens": (make_tokens, "tokens"),
+}
 TORCH_OPT = {
     "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
     "momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
