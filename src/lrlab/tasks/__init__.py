@@ -5,10 +5,23 @@ Example::
     from lrlab.tasks import get_task, task_names
     task = get_task("digits_logreg")
     print(task.description, task.default_steps, task.metric_name)
+
+A task built by your own code is named by an import spec, ``pkg.mod:builder`` or
+``path/to/file.py:builder`` (``load_task``; ``get_task`` accepts both kinds of name).
 """
 
 from lrlab.tasks import charlm, classification, synthetic  # noqa: F401  (registers builders)
 from lrlab.tasks.base import Task, get_task, register, task_names
+from lrlab.tasks.spec import is_task_spec, load_task, resolve_task_spec
 from lrlab.tasks.svmlight import svmlight_task
 
-__all__ = ["Task", "get_task", "register", "svmlight_task", "task_names"]
+__all__ = [
+    "Task",
+    "get_task",
+    "is_task_spec",
+    "load_task",
+    "register",
+    "resolve_task_spec",
+    "svmlight_task",
+    "task_names",
+]
