@@ -247,7 +247,6 @@ def test_file_spec_study_resumes_from_another_directory(tmp_path, monkeypatch, c
     s = StudySettings(
         "user_tasks.py:build", ("constant", "cosine"), lrs=(0.1, 0.4, 1.6), seeds=(0, 1), steps=30
     )
-    assert s.task == f"{tmp_path / 'proj' / 'user_tasks.py'}:build"
     Study.open("u", s, db)  # created here, trained elsewhere
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -256,6 +255,7 @@ def test_file_spec_study_resumes_from_another_directory(tmp_path, monkeypatch, c
     assert "user_tasks.py:build" in capsys.readouterr().out
     study = Study.open("u", None, db)
     assert study.settings == s and study.counts() == {"COMPLETE": 12}
+    assert s.task == f"{tmp_path / 'proj' / 'user_tasks.py'}:build"
     assert study.results()[COLS].equals(in_process(s, tmp_path))
     # the same relative spec from another folder names another file: refused, nothing changes
     write_builder(tmp_path / "elsewhere")
