@@ -12,6 +12,7 @@ import pytest
 
 from lrlab.cli import main
 from lrlab.tune import LocalExecutor, Study, StudySettings
+from task_files import write_builder, write_package
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 SMALL = [
@@ -226,3 +227,135 @@ def test_lr_free_optimizer_sweep(tmp_path, capsys, optimizer):
     assert len(df) == 6 and not df["diverged"].any() and df["final_loss"].notna().all()
     page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert f"{optimizer} is learning-rate free" in page
+
+
+# -- tasks named by an import spec, random search ------------------------------------------------
+TINY = ["--schedules", "constant,cosine", "--grid", "0.1,0.4,1.6", "--seeds", "2", "--steps", "30"]
+COLS = ["schedule", "lr", "seed", "final_loss", "test_metric", "diverged"]
+
+
+def in_process(settings, tmp_path, name="ref"):
+    ref = Study.open(name, settings, str(tmp_path / f"{name}.db"))
+    ref.run(LocalExecutor(), batch_size=1)
+    return ref.results()[COLS]
+
+
+def test_file_spec_study_resumes_from_another_directory(tmp_path, monkeypatch, capsys):
+    write_builder(tmp_path / "proj")
+    db = str(tmp_path / "s.db")
+    monkeypatch.chdir(tmp_path / "proj")
+    s = StudySettings(
+        "user_tasks.py:build", ("constant", "cosine"), lrs=(0.1, 0.4, 1.6), seeds=(0, 1), steps=30
+    )
+    Study.open("u", s, db)  # created here, trained elsewhere
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    args = ["--resume", "--storage", db, "--study", "u", "--edge-rounds", "0", "--out", "r"]
+    assert main(["sweep", *args]) == 0
+    assert "user_tasks.py:build" in capsys.readouterr().out
+    study = Study.open("u", None, db)
+    assert study.settings == s and study.counts() == {"COMPLETE": 12}
+    assert s.task == f"{tmp_path / 'proj' / 'user_tasks.py'}:build"
+    assert study.results()[COLS].equals(in_process(s, tmp_path))
+    # the same relative spec from another folder names another file: refused, nothing changes
+    write_builder(tmp_path / "elsewhere")
+    assert main(["sweep", "--task", "user_tasks.py:build", *TINY, "--storage", db,
+                 "--study", "u", "--out", "r"]) == 2
+    assert "different settings (task: stored" in capsys.readouterr().err
+    assert Study.open("u", None, db).counts() == {"COMPLETE": 12}
+
+
+def test_file_spec_in_a_spawned_process_pool(tmp_path, monkeypatch):
+    write_builder(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path / "proj")
+    db = str(tmp_path / "p.db")
+    rc = main(["sweep", "--task", "user_tasks.py:build", "--task-option", "l2=0.05", *TINY,
+               "--processes", "2", "--batch-size", "3", "--storage", db, "--study", "p",
+               "--edge-rounds", "0", "--out", str(tmp_path / "r")])
+    assert rc == 0
+    study = Study.open("p", None, db)
+    assert study.settings.task == f"{tmp_path / 'proj' / 'user_tasks.py'}:build"
+    assert study.settings.task_options == {"l2": 0.05}
+    assert study.counts() == {"COMPLETE": 12}
+    assert study.results()[COLS].equals(in_process(study.settings, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("lrlab_no_such_module:build", "task spec 'lrlab_no_such_module:build': no module named"),
+        ("{d}/missing.py:build", "task spec '{d}/missing.py:build': no such file"),
+        ("{pkg}.tasks:nosuch", "task spec '{pkg}.tasks:nosuch': {pkg}.tasks has no attribute"),
+        ("{pkg}.tasks:broken", "task builder {pkg}.tasks:broken raised RuntimeError: no data here"),
+        ("{d}/user_tasks.py:not_a_task", "returned int, not a lrlab.tasks.Task"),
+        ("{pkg}.tasks", "task spec '{pkg}.tasks' names no builder"),
+        ("{d}/user_tasks.py", "names no builder"),
+    ],
+)
+def test_bad_task_specs_are_one_line_errors_and_the_stored_study_survives(
+    tmp_path, monkeypatch, capsys, spec, message
+):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = write_package(tmp_path, "lrlab_user_pkg_cli")
+    write_builder(tmp_path)
+    db = str(tmp_path / "a.db")
+    one = ["--schedules", "constant", "--grid", "0.4", "--seeds", "1", "--steps", "10"]
+    common = ["--storage", db, "--out", str(tmp_path / "r"), "--edge-rounds", "0"]
+    assert main(["sweep", "--task", "iris_logreg", *one, *common, "--study", "t"]) == 0
+    capsys.readouterr()
+    spec, message = (x.format(d=tmp_path, pkg=pkg) for x in (spec, message))
+    for study in ("t", "u"):  # the stored study, and a new one
+        assert main(["sweep", "--task", spec, *one, *common, "--study", study]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lrlab: error: ") and message in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert count(db) == 1
+    assert Study.open("t", None, db).counts() == {"COMPLETE": 1}
+    with pytest.raises(ValueError, match="no study named 'u'"):
+        Study.open("u", None, db)
+
+
+def test_random_search_from_the_cli(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    args = ["--task", "iris_logreg", "--schedules", "constant", "--seeds", "1", "--steps", "20",
+            "--random", "4", "--lr-min", "0.05", "--lr-max", "2", "--random-seed", "3",
+            "--random-weight-decay", "1e-4,1e-2", "--storage", db, "--study", "r",
+            "--out", str(tmp_path / "rep")]
+    assert main(["sweep", *args]) == 0
+    assert "4 random points" in capsys.readouterr().out
+    study = Study.open("r", None, db)
+    assert study.settings.random == {
+        "bounds": {"lr": [0.05, 2.0], "weight_decay": [1e-4, 1e-2]}, "n": 4, "seed": 3
+    }
+    df = study.results()
+    assert len(df) == 4 and study.counts() == {"COMPLETE": 4}  # no edge rounds for random
+    assert df.lr.between(0.05, 2).all() and df.weight_decay.between(1e-4, 1e-2).all()
+    assert df["final_loss"].notna().all()
+    # the default seed is 0: another study
+    rc = main(["sweep", *[a for a in args if a not in ("--random-seed", "3")]])
+    assert rc == 2 and "random: stored" in capsys.readouterr().err
+    rc = main(["sweep", "--resume", "--random", "5", "--storage", db, "--study", "r"])
+    assert rc == 2 and "drop --random" in capsys.readouterr().err
+    assert count(db) == 4
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--random", "3", "--grid", "0.1,0.2"], "drop --grid"),
+        (["--random", "3", "--factor", "4"], "drop --factor"),
+        (["--random", "3", "--per-decade", "2"], "drop --per-decade"),
+        (["--random", "0"], "--random must be >= 1"),
+        (["--random-seed", "2"], "need --random N"),
+        (["--random-weight-decay", "1e-4,1e-2"], "need --random N"),
+        (["--random", "3", "--random-weight-decay", "1e-4"], "must be LO,HI"),
+        (["--random", "3", "--lr-min", "1", "--lr-max", "0.5"], "hi"),
+    ],
+)
+def test_random_search_flag_conflicts(tmp_path, capsys, extra, message):
+    db = tmp_path / "x.db"
+    rc = main(["sweep", "--task", "iris_logreg", "--schedules", "constant", *extra,
+               "--storage", str(db)])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert not db.exists() or count(str(db)) == 0

@@ -239,3 +239,20 @@ def test_batch_size_zero_splits_over_the_executor_workers(db):
     Study.open("s", settings(), db).run(ex)
     assert ex.sizes == [11, 11, 10]
     assert LocalExecutor(processes=2).parallelism == 2 and LocalExecutor().parallelism == 1
+
+
+def test_random_search_without_an_lr_bound_is_refused():
+    rnd = {"bounds": {"weight_decay": (1e-4, 1e-2)}, "n": 3, "seed": 0}
+    with pytest.raises(ValueError, match="random bounds must include 'lr'") as info:
+        settings(lrs=(), random=rnd)
+    assert "\n" not in str(info.value)
+
+
+def test_a_task_that_cannot_be_built_creates_no_study(db):
+    with pytest.raises(ValueError, match="unknown task 'no_such_task'"):
+        Study.open("s", settings(task="no_such_task"), db)
+    with pytest.raises(ValueError, match="no such file"):
+        Study.open("s", settings(task="/no/such/file.py:build"), db)
+    Study.open("other", settings(), db)
+    with pytest.raises(ValueError, match="no study named 's'"):
+        Study.open("s", None, db)

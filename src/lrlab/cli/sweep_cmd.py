@@ -21,6 +21,9 @@ SETTING_OPTIONS = (
     "factor",
     "per_decade",
     "grid",
+    "random",
+    "random_seed",
+    "random_weight_decay",
     "seeds",
     "steps",
     "optimizer",
@@ -40,7 +43,11 @@ def register(subparsers) -> None:
             "report in lrlab-report/."
         ),
     )
-    p.add_argument("--task", help=f"task name (default {DEFAULT_TASK})")
+    p.add_argument(
+        "--task",
+        help=f"task name (default {DEFAULT_TASK}) or your own builder: pkg.mod:builder or "
+        "path/to/file.py:builder, a function returning a lrlab.tasks.Task",
+    )
     p.add_argument(
         "--task-option",
         action="append",
@@ -60,6 +67,20 @@ def register(subparsers) -> None:
     p.add_argument("--factor", type=float, help="grid factor (default 2)")
     p.add_argument("--per-decade", type=int, help="grid points per decade instead of --factor")
     p.add_argument("--grid", help="explicit comma-separated lrs instead of a log grid")
+    p.add_argument(
+        "--random",
+        type=int,
+        metavar="N",
+        help="random search instead of a grid: N lrs drawn log-uniformly in [--lr-min, --lr-max]",
+    )
+    p.add_argument(
+        "--random-seed", type=int, metavar="S", help="seed of the random search (default 0)"
+    )
+    p.add_argument(
+        "--random-weight-decay",
+        metavar="LO,HI",
+        help="with --random: draw weight decay log-uniformly in [LO, HI] too",
+    )
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma list (default 3)")
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
     p.add_argument(
@@ -115,6 +136,34 @@ def _floats(name: str, text: str) -> tuple[float, ...]:
         raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
 
 
+def _random_search(args: argparse.Namespace) -> dict | None:
+    """``StudySettings.random`` from ``--random N [--random-seed S] [--random-weight-decay]``."""
+    if args.random is None:
+        if args.random_seed is not None or args.random_weight_decay is not None:
+            raise ValueError("--random-seed and --random-weight-decay need --random N")
+        return None
+    flags = (("--grid", args.grid), ("--factor", args.factor), ("--per-decade", args.per_decade))
+    given = [flag for flag, v in flags if v is not None]
+    if given:
+        raise ValueError(
+            f"--random draws the lrs from [--lr-min, --lr-max]; drop {', '.join(given)}"
+        )
+    if args.random < 1:
+        raise ValueError(f"--random must be >= 1, got {args.random}")
+    lo = DEFAULT_LR_MIN if args.lr_min is None else args.lr_min
+    hi = DEFAULT_LR_MAX if args.lr_max is None else args.lr_max
+    bounds: dict[str, tuple[float, ...]] = {"lr": (lo, hi)}
+    if args.random_weight_decay is not None:
+        pair = _floats("--random-weight-decay", args.random_weight_decay)
+        if len(pair) != 2:
+            raise ValueError(
+                f"--random-weight-decay must be LO,HI, got {args.random_weight_decay!r}"
+            )
+        bounds["weight_decay"] = pair
+    seed = 0 if args.random_seed is None else args.random_seed
+    return {"bounds": bounds, "n": args.random, "seed": seed}
+
+
 def settings_from_args(args: argparse.Namespace):
     """The ``StudySettings`` the options describe (defaults: the built-in study)."""
     from lrlab.tasks import get_task
@@ -132,7 +181,10 @@ def settings_from_args(args: argparse.Namespace):
         options = dict(DEFAULT_TASK_OPTIONS) if args.task is None else {}
     task_obj = get_task(task, **options)
     steps = args.steps if args.steps is not None else task_obj.default_steps
-    if args.grid is not None:
+    random = _random_search(args)
+    if random is not None:
+        lrs: tuple[float, ...] = ()
+    elif args.grid is not None:
         if any(v is not None for v in (args.lr_min, args.lr_max, args.factor, args.per_decade)):
             raise ValueError("--grid replaces --lr-min/--lr-max/--factor/--per-decade")
         lrs = _floats("--grid", args.grid)
@@ -172,6 +224,7 @@ def settings_from_args(args: argparse.Namespace):
         seeds=seeds,
         steps=steps,
         optimizer=args.optimizer or "sgd",
+        random=random,
         pilot_lr=pilot_lr,
     )
 
@@ -225,7 +278,8 @@ def sweep(args: argparse.Namespace) -> int:
     counts = study.counts()
     console.print(
         f"study [bold]{study.name}[/] in {args.storage}: {s.task} {s.task_options or ''}, "
-        f"{len(s.schedules)} schedules x {len(s.points())} lrs x {len(s.seeds)} seeds, "
+        f"{len(s.schedules)} schedules x {len(s.points())} "
+        f"{'random points' if s.random else 'lrs'} x {len(s.seeds)} seeds, "
         f"{s.steps} steps; {counts.get('COMPLETE', 0)} runs already complete"
     )
     t0 = time.perf_counter()

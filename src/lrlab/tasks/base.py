@@ -120,7 +120,9 @@ _CACHE: dict[tuple, Task] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
-    """Decorator: register a builder ``fn(**options) -> Task`` under ``name``."""
+    """Decorator: register a builder ``fn(**options) -> Task`` under ``name`` (an identifier)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"a task name must be a Python identifier, got {name!r}")
 
     def deco(fn: Callable[..., Task]) -> Callable[..., Task]:
         if name in _BUILDERS:
@@ -136,28 +138,49 @@ def task_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def build_options(
+    label: str, builder: Callable[..., Any], options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``options`` into the builder's own and the generic ``default_*`` fields.
+
+    ValueError naming ``label`` for an option that is neither (a builder with ``**kwargs``
+    takes every non-generic option).
+    """
+    params = inspect.signature(builder).parameters
+    own = set(params)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    bad = sorted(set(options) - own - set(_GENERIC))
+    if bad and not takes_any:
+        allowed = ", ".join(sorted(own | set(_GENERIC)))
+        raise ValueError(f"unknown option(s) {', '.join(bad)} for {label}; allowed: {allowed}")
+    build_kw = {k: v for k, v in options.items() if k not in _GENERIC}
+    generic = {k: v for k, v in options.items() if k in _GENERIC}
+    return build_kw, generic
+
+
 def get_task(name: str, **overrides: Any) -> Task:
     """Build (or fetch from the in-process cache) the task called ``name``.
 
+    ``name`` is a registered task name or an import spec (``pkg.mod:builder`` or
+    ``path/to/file.py:builder``, see ``lrlab.tasks.load_task``).
     ``overrides`` are the builder's own options (e.g. ``n_train`` for synthetic tasks) and the
     generic ``default_steps``, ``default_batch_size``, ``default_lr``, ``default_optimizer``.
 
     Example: ``get_task("digits_logreg").metric_name`` -> ``"accuracy"``.
     """
+    from lrlab.tasks.spec import is_task_spec, load_task
+
+    if is_task_spec(name):
+        return load_task(name, **overrides)
     if name not in _BUILDERS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
-    builder = _BUILDERS[name]
-    own = set(inspect.signature(builder).parameters)
-    bad = sorted(set(overrides) - own - set(_GENERIC))
-    if bad:
-        allowed = ", ".join(sorted(own | set(_GENERIC)))
         raise ValueError(
-            f"unknown option(s) {', '.join(bad)} for task {name!r}; allowed: {allowed}"
+            f"unknown task {name!r}; known tasks: {', '.join(task_names())} "
+            "(or a builder of your own: pkg.mod:builder or path/to/file.py:builder)"
         )
-    build_kw = {k: v for k, v in overrides.items() if k in own}
+    builder = _BUILDERS[name]
+    build_kw, generic = build_options(f"task {name!r}", builder, overrides)
     key = (name, tuple(sorted((k, repr(v)) for k, v in build_kw.items())))
     if key not in _CACHE:
         _CACHE[key] = builder(**build_kw)
     task = _CACHE[key]
-    generic = {k: v for k, v in overrides.items() if k in _GENERIC}
     return task.replace(**generic) if generic else task

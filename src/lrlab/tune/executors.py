@@ -6,7 +6,9 @@ never touch the study's storage: the driver process alone writes.
 
 A *runner* is the function that trains one batch, ``runner(task, configs, progress=None)``;
 the default, ``train_batch``, is ``lrlab.train.run_batched`` on the task. ``task`` is a task
-name or a dict ``{"name": ..., **options}`` for ``lrlab.tasks.get_task``.
+name or a dict ``{"name": ..., **options}`` for ``lrlab.tasks.get_task``; the name is a
+registered task or an import spec (``pkg.mod:builder``, ``/abs/path/file.py:builder``) that
+each worker imports itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ CURVE_POINTS = 50
 
 
 def resolve_task(task: TaskSpec):
-    """The ``lrlab.tasks.Task`` a task name or ``{"name": ..., **options}`` dict names."""
+    """The ``lrlab.tasks.Task`` a task name or ``{"name": ..., **options}`` dict names.
+
+    The name is a registered task or an import spec (``lrlab.tasks.load_task``).
+    """
     from lrlab.tasks import get_task
 
     if isinstance(task, str):

@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lrlab._checks import check_int, check_real
 from lrlab.schedules import Schedule, registry
+from lrlab.tasks.spec import is_task_spec, resolve_task_spec
 from lrlab.train.types import OPTIMIZERS, RunConfig
 from lrlab.tune.space import LogUniform
 
@@ -92,7 +93,10 @@ def build_schedule(spec: str, steps: int, *, refined: Schedule | None = None) ->
 class StudySettings:
     """Everything that defines a study's trials; saved with the study and compared on reopen.
 
-    ``task_options`` are passed to ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
+    ``task`` is a registered task name or an import spec ``pkg.mod:builder`` /
+    ``path/to/file.py:builder`` (a file's path is stored absolute, so a resumed study and every
+    worker load the same file); ``task_options`` are passed to the builder through
+    ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
     ``pilot_lr``: the peak lr of the pilot run that derives the ``refined`` schedule (None: the
     task's ``default_lr``); only allowed when ``schedules`` contains ``refined``.
     Trials are the product ``points x schedules x seeds``. ``points`` come from ``lrs`` (a
@@ -116,8 +120,10 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task:
-            raise ValueError(f"task must be a task name, got {self.task!r}")
+            raise ValueError(f"task must be a task name or an import spec, got {self.task!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if is_task_spec(self.task):
+            set_("task", resolve_task_spec(self.task))
         if not isinstance(self.task_options, dict):
             raise ValueError("task_options must be a dict of get_task options")
         set_("task_options", dict(sorted(self.task_options.items())))
@@ -162,6 +168,11 @@ class StudySettings:
             r = dict(self.random)
             if set(r) != {"bounds", "n", "seed"}:
                 raise ValueError("random must have exactly the keys bounds, n, seed")
+            if not isinstance(r["bounds"], Mapping) or "lr" not in r["bounds"]:
+                raise ValueError(
+                    "random bounds must include 'lr' (every trial needs a learning rate), "
+                    f"got {r['bounds']!r}"
+                )
             space = LogUniform(r["bounds"])
             r = {
                 "bounds": space.to_dict(),
@@ -173,7 +184,8 @@ class StudySettings:
 
     @property
     def task_spec(self) -> dict[str, Any]:
-        """``{"name": task, **task_options}``: what executors pass to ``get_task``."""
+        """``{"name": task, **task_options}``: what executors pass to ``get_task`` (which
+        takes registered names and import specs alike)."""
         return {"name": self.task, **self.task_options}
 
     @property

@@ -37,7 +37,7 @@ from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.train.types import RunResult
 from lrlab.tune import pilot
-from lrlab.tune.executors import Executor, Progress
+from lrlab.tune.executors import Executor, Progress, resolve_task
 from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
 
@@ -123,8 +123,10 @@ class Study:
 
         Reopening with ``settings`` that differ from the stored ones raises ValueError (nothing
         is written). ``settings=None`` loads an existing study with its stored settings.
-        With ``refined`` among the schedules, a new study first runs the pilot (a pilot that
-        diverges is a ValueError, and no study is created).
+        A new study first builds its task (a task that cannot be built, e.g. an import spec
+        whose builder fails, is a ValueError and no study is created); with ``refined`` among
+        the schedules it then runs the pilot (a pilot that diverges is a ValueError, and no
+        study is created).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"study name must be a non-empty string, got {name!r}")
@@ -140,6 +142,7 @@ class Study:
                 raise ValueError(
                     f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
                 )
+            resolve_task(settings.task_spec)  # a task that cannot be built creates no study
             refined = pilot.derive_refined(settings) if REFINED in settings.schedules else None
             study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
