@@ -10,8 +10,7 @@ Per step t = 0, ..., T-1 and member m:
    member's schedule).
 
 The final objective and the test metric are evaluated at the optimizer's evaluation point
-(``BatchedOptimizer.eval_params``: the iterate itself, or Schedule-Free's averaged x). The
-Schedule-Free warm-up lasts ``schedulefree_warmup(T)`` = floor(T / 20) steps (5% of the run).
+(the method's ``eval_params``: the iterate itself, or Schedule-Free's averaged x).
 
 No reduction ever mixes members, so a run is the same computation whether it trains alone or
 inside a batch (up to floating-point reassociation in batched matrix products).
@@ -26,16 +25,11 @@ import numpy as np
 import torch
 
 from lrlab.tasks.base import Task
-from lrlab.train.optimizers import BatchedOptimizer
-from lrlab.train.types import SCHEDULE_FREE, RunConfig, RunResult
+from lrlab.train.methods import batched_method, member_options
+from lrlab.train.types import RunConfig, RunResult
 
 CHUNK_STEPS = 128
 EVAL_BUDGET = 1 << 22  # elements per member-batched evaluation chunk
-
-
-def schedulefree_warmup(steps: int) -> int:
-    """Schedule-Free SGD's built-in warm-up length in a run of ``steps`` steps: 5%, floored."""
-    return steps // 20
 
 
 class MemberOrder:
@@ -117,13 +111,7 @@ def train_group(
     Xtr, ytr = _as_input(task.X_train, dtype), _as_input(task.y_train, dtype)
     params = model.init([c.seed for c in configs], dtype)
     lrs = torch.from_numpy(lr_table(configs, T)).to(dtype)
-    opt = BatchedOptimizer(
-        optimizer,
-        params,
-        torch.tensor([c.momentum for c in configs], dtype=dtype),
-        torch.tensor([c.weight_decay for c in configs], dtype=dtype),
-        warmup_steps=schedulefree_warmup(T) if optimizer in SCHEDULE_FREE else 0,
-    )
+    opt = batched_method(optimizer)(params, member_options([c.options for c in configs]), T)
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
     active = torch.ones(M, dtype=torch.bool)
     diverged_at = torch.full((M,), -1, dtype=torch.int64)
