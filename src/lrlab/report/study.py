@@ -6,6 +6,7 @@ import os
 
 from lrlab.report.html import Report, write_report
 from lrlab.tasks import get_task
+from lrlab.train.methods import describe_options
 from lrlab.train.types import LR_FREE
 from lrlab.tune.pilot import describe
 from lrlab.tune.study import Study
@@ -23,9 +24,11 @@ def study_report(
     s = study.settings
     schedules = study.schedules()
     c = study.counts()
+    searched = [k for k in s.searched if k != "lr"]
     desc = [
-        f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
-        f"seeds {list(s.seeds)}",
+        f"study {study.name!r}: task {s.task}, {s.steps} steps, seeds {list(s.seeds)}",
+        f"optimizer {describe_options(s.optimizer, s.optimizer_options)}"
+        + (f"; searched per trial: {', '.join(searched)}" if searched else ""),
         *(
             [
                 f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "
@@ -44,7 +47,7 @@ def study_report(
         out_dir,
         schedules=schedules,
         steps=s.steps,
-        title=f"lrlab sweep: {s.task}",
+        title=f"lrlab sweep: {s.task}, {s.optimizer}",
         description=desc,
         f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,
