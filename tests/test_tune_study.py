@@ -214,6 +214,10 @@ def test_random_search_study_is_reproducible(db, tmp_path):
     assert df[cols].equals(other.results()[cols])
     with pytest.raises(ValueError, match="random"):
         study.extend_edges()
+    from lrlab.report import study_report
+
+    page = open(study_report(study, tmp_path / "rep").files["report.html"]).read()
+    assert "optimizer sgd (weight_decay searched)" in page
     with pytest.raises(ValueError, match="either lrs"):
         settings(random=rnd)
 

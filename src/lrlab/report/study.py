@@ -6,7 +6,6 @@ import os
 
 from lrlab.report.html import Report, write_report
 from lrlab.tasks import get_task
-from lrlab.train.methods import describe_options
 from lrlab.train.types import LR_FREE
 from lrlab.tune.pilot import describe
 from lrlab.tune.study import Study
@@ -24,11 +23,13 @@ def study_report(
     s = study.settings
     schedules = study.schedules()
     c = study.counts()
-    searched = [k for k in s.searched if k != "lr"]
+    options = ", ".join(
+        f"{k} searched" if k in s.searched else f"{k} {v:g}"
+        for k, v in s.resolved_options.items()
+    )
     desc = [
         f"study {study.name!r}: task {s.task}, {s.steps} steps, seeds {list(s.seeds)}",
-        f"optimizer {describe_options(s.optimizer, s.optimizer_options)}"
-        + (f"; searched per trial: {', '.join(searched)}" if searched else ""),
+        f"optimizer {s.optimizer} ({options})",
         *(
             [
                 f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "

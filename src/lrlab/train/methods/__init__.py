@@ -7,12 +7,14 @@ maps a name to its unit; adding a method is one unit and one line here.
 
 Example::
 
+    import torch
     from lrlab.train.methods import batched_method
 
     Method = batched_method("adamw")
     Method.resolve({"weight_decay": 0.1})   # every option of one member, validated
-    opt = Method(params, {"beta2": [0.99, 0.999]}, steps=500)   # 2 members
-    opt.step(params, grads, lr, None)
+    params = [torch.zeros(2, 3)]             # 2 members, 3 parameters each
+    opt = Method(params, {"beta2": [0.99, 0.999]}, steps=500)   # one beta2 per member
+    opt.step(params, [torch.ones(2, 3)], torch.tensor([0.1, 0.01]), None)
 """
 
 from __future__ import annotations
