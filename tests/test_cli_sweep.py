@@ -65,6 +65,12 @@ def test_sweep_writes_db_report_and_table(tmp_path, capsys):
         (["--grid", ""], "grid is empty"),
         (["--schedules", "constant,nosuch"], "unknown schedule 'nosuch'"),
         (["--resume", "--seeds", "3"], "drop --seeds"),
+        (["--weight-decay", "0.01"], "optimizer_options: stored {}, requested {'weight_decay'"),
+        (["--resume", "--weight-decay", "0.01"], "drop --weight-decay"),
+        (["--resume", "--optimizer-option", "momentum=0.5"], "drop --optimizer-option"),
+        (["--optimizer-option", "momentum=0.5"], "sgd has no option 'momentum'; its options"),
+        (["--optimizer-option", "beta1"], "--optimizer-option must be KEY=VALUE"),
+        (["--optimizer-option", "weight_decay=1", "--weight-decay", "1"], "not both"),
     ],
 )
 def test_bad_input_is_refused_and_stored_trials_survive(tmp_path, capsys, extra, match):
@@ -359,3 +365,27 @@ def test_random_search_flag_conflicts(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1
     assert not db.exists() or count(str(db)) == 0
+
+
+def test_optimizer_options_sweep_and_report(tmp_path, capsys):
+    db, out = str(tmp_path / "a.db"), str(tmp_path / "rep")
+    args = ["--task", "iris_logreg", "--schedules", "constant", "--grid", "0.01,0.05",
+            "--seeds", "1", "--steps", "20", "--storage", db, "--study", "t", "--out", out,
+            "--edge-rounds", "0", "--optimizer", "adamw", "--weight-decay", "0.05",
+            "--optimizer-option", "beta1=0.8"]
+    assert main(["sweep", *args]) == 0
+    assert "Robustness: iris_logreg, adamw (beta1 0.8, weight_decay 0.05)" in " ".join(
+        capsys.readouterr().out.split())
+    s = Study.open("t", None, db).settings
+    assert s.optimizer == "adamw" and s.optimizer_options == {"beta1": 0.8, "weight_decay": 0.05}
+    assert (Study.open("t", None, db).results().weight_decay == 0.05).all()
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "lrlab sweep: iris_logreg, adamw" in page
+    assert "optimizer adamw (beta1 0.8, beta2 0.999, eps 1e-08, weight_decay 0.05)" in page
+    # the stored options are the study's: --resume keeps them
+    assert main(["sweep", "--resume", "--storage", db, "--study", "t", "--out", out]) == 0
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert ("sgd, momentum, adam, adamw, schedulefree_sgd, schedulefree_adamw, dadapt_sgd, "
+            "prodigy") in helptext and "--weight-decay" in helptext

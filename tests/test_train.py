@@ -8,6 +8,7 @@ differs).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -19,9 +20,21 @@ from lrlab.schedules import Constant, Cosine, InverseSqrt, Linear
 from lrlab.tasks import get_task
 from lrlab.train import RunConfig, run, run_batched, run_config
 from lrlab.train.engine import MemberOrder, curve_index
+from lrlab.train.methods import batched_method
 
 RTOL = 1e-10
 T = 40
+
+
+#: Options of the odd members: every option of the method away from its default (the even
+#: members use the defaults), so a wrong or ignored option fails the torch.optim comparison.
+ODD_OPTIONS = {
+    "sgd": {"weight_decay": 1e-3},
+    "momentum": {"momentum": 0.8, "weight_decay": 1e-3},
+    "adam": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-4, "weight_decay": 1e-3},
+    "adamw": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-4, "weight_decay": 0.5},
+}
+TORCH_METHODS = list(ODD_OPTIONS)
 
 
 def _configs(optimizer: str, lrs: tuple[float, ...], steps: int = T) -> list[RunConfig]:
@@ -33,8 +46,7 @@ def _configs(optimizer: str, lrs: tuple[float, ...], steps: int = T) -> list[Run
             seed=3 * i + 1,
             steps=steps,
             optimizer=optimizer,
-            momentum=0.8 if i % 2 else 0.9,
-            weight_decay=1e-3 * (i % 2),
+            options=ODD_OPTIONS.get(optimizer, {}) if i % 2 else {},
         )
         for i, lr in enumerate(lrs)
     ]
@@ -58,6 +70,7 @@ LRS = {
     "sgd": (0.05, 0.3, 1.0),
     "momentum": (0.01, 0.05, 0.2),
     "adam": (1e-3, 1e-2, 5e-2),
+    "adamw": (1e-3, 1e-2, 5e-2),
     "schedulefree_sgd": (0.1, 0.5),
     "schedulefree_adamw": (0.01, 0.05),
     "dadapt_sgd": (0.5, 1.0),
@@ -66,7 +79,7 @@ LRS = {
 
 
 @pytest.mark.parametrize("task_name", ["digits_logreg", "digits_mlp"])
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", TORCH_METHODS)
 def test_batched_equals_single_runs(task_name: str, optimizer: str) -> None:
     task = get_task(task_name)
     configs = _configs(optimizer, LRS[optimizer])
@@ -82,8 +95,7 @@ def test_run_keywords_equal_run_config() -> None:
     cfg = _configs("momentum", (0.1,))[0]
     a = run(
         "iris_logreg", lr=cfg.lr, schedule=cfg.schedule, seed=cfg.seed, steps=cfg.steps,
-        optimizer=cfg.optimizer, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-        dtype=torch.float64,
+        optimizer=cfg.optimizer, options=cfg.options, dtype=torch.float64,
     )
     b = run_config("iris_logreg", cfg, dtype=torch.float64)
     np.testing.assert_array_equal(a.curve_loss, b.curve_loss)
@@ -93,13 +105,15 @@ def test_run_keywords_equal_run_config() -> None:
 def _torch_oracle(task, cfg: RunConfig, forward, params: list[torch.Tensor]):
     """Plain torch.optim loop with the same data order; returns per-step losses, final loss."""
     params = [p.clone().requires_grad_(True) for p in params]
-    kw = {"weight_decay": cfg.weight_decay}
+    o = batched_method(cfg.optimizer).resolve(cfg.options)
+    kw = {"weight_decay": o["weight_decay"]}
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, **kw)
     elif cfg.optimizer == "momentum":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, **kw)
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=o["momentum"], **kw)
     else:
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), **kw)
+        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        opt = adam(params, lr=cfg.lr, betas=(o["beta1"], o["beta2"]), eps=o["eps"], **kw)
     order = MemberOrder(task.n_train, cfg.seed)
     B = task.default_batch_size
     lrs = cfg.lr * cfg.schedule(np.arange(cfg.steps))
@@ -118,10 +132,11 @@ def _torch_oracle(task, cfg: RunConfig, forward, params: list[torch.Tensor]):
     return np.array(losses), final
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_linear_matches_torch_optim(optimizer: str) -> None:
+@pytest.mark.parametrize("member", [0, 1])  # 0: the defaults; 1: every option changed
+@pytest.mark.parametrize("optimizer", TORCH_METHODS)
+def test_linear_matches_torch_optim(optimizer: str, member: int) -> None:
     task = get_task("wine_logreg")
-    cfg = _configs(optimizer, LRS[optimizer])[1]  # has weight decay and momentum 0.8
+    cfg = _configs(optimizer, LRS[optimizer])[member]
     d, c = task.X_train.shape[1], int(task.y_train.max()) + 1
     zeros = [torch.zeros(c, d, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)]
     curve, final = _torch_oracle(task, cfg, lambda p, X: X @ p[0].T + p[1], zeros)
@@ -130,7 +145,7 @@ def test_linear_matches_torch_optim(optimizer: str) -> None:
     _close(r.final_loss, final)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", TORCH_METHODS)
 def test_mlp_matches_torch_optim(optimizer: str) -> None:
     task = get_task("digits_mlp")
     cfg = _configs(optimizer, LRS[optimizer])[1]
@@ -156,11 +171,13 @@ def test_mlp_matches_torch_optim(optimizer: str) -> None:
         ("digits_logreg", "dadapt_sgd", 1e300, torch.float32),
         ("digits_mlp", "prodigy", 1e300, torch.float64),
         ("digits_logreg", "schedulefree_adamw", 1e300, torch.float32),
+        ("digits_mlp", "adamw", 1e300, torch.float64),
     ],
 )
 def test_divergent_member_is_frozen_and_isolated(task_name, optimizer, huge, dtype) -> None:
     good = _configs(optimizer, LRS[optimizer][:2])
-    bad = RunConfig(huge, Constant(), seed=99, steps=T, optimizer=optimizer, weight_decay=0.01)
+    bad = RunConfig(huge, Constant(), seed=99, steps=T, optimizer=optimizer,
+                    options={"weight_decay": 0.01})
     with_bad = run_batched(task_name, [good[0], bad, good[1]], record_grad_norms=True, dtype=dtype)
     without = run_batched(task_name, good, record_grad_norms=True, dtype=dtype)
     for r, s in zip([with_bad[0], with_bad[2]], without, strict=True):
@@ -249,3 +266,25 @@ def test_bad_inputs_are_refused() -> None:
         run("iris_logreg", lr=0.1, schedule=Constant(), dtype=torch.float16)
     with pytest.raises(ValueError, match="curve_points"):
         run("iris_logreg", lr=0.1, schedule=Constant(), curve_points=0)
+    with pytest.raises(ValueError, match="sgd has no option 'momentum'; its options are weight"):
+        run("iris_logreg", lr=0.1, schedule=Constant(), options={"momentum": 0.9})
+    with pytest.raises(ValueError, match=r"option beta of schedulefree_sgd must be in \(0, 1\)"):
+        RunConfig(1.0, Constant(), optimizer="schedulefree_sgd", options={"beta": 0.0})
+    with pytest.raises(ValueError, match="options must be a mapping"):
+        RunConfig(1.0, Constant(), options=[("weight_decay", 0.1)])
+
+
+def test_run_config_options_are_stored_sorted_and_round_trip() -> None:
+    cfg = RunConfig(0.1, Cosine(steps=10), optimizer="adam", options={"eps": 1e-6, "beta1": 0})
+    assert cfg.options == {"beta1": 0.0, "eps": 1e-6} and list(cfg.options) == ["beta1", "eps"]
+    assert type(cfg.options) is dict and type(cfg.options["beta1"]) is float
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d and d["options"] == {"beta1": 0.0, "eps": 1e-6}
+    assert RunConfig.from_dict(d) == cfg
+    assert hash(RunConfig.from_dict(d)) == hash(cfg) and len({cfg, RunConfig.from_dict(d)}) == 1
+    # a dict written before options existed: momentum meant the method's beta
+    old = {**d, "optimizer": "schedulefree_sgd", "momentum": 0.5, "weight_decay": 0.0}
+    del old["options"]
+    assert RunConfig.from_dict(old).options == {"beta": 0.5}
+    old["optimizer"] = "sgd"
+    assert RunConfig.from_dict(old).options == {}

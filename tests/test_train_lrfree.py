@@ -1,6 +1,6 @@
 """LR-free methods in the batched trainer (``schedulefree_sgd``, ``schedulefree_adamw``,
 ``dadapt_sgd``, ``prodigy``) equal their ``lrlab.optim`` single-model loops (``SGDScheduleFree``,
-``AdamWScheduleFree``, ``DAdaptSGD``, ``Prodigy``).
+``AdamWScheduleFree``, ``DAdaptSGD``, ``Prodigy``), each member with its own options.
 
 Tolerance: float64, every member's minibatch loss at every step and its final objective (at the
 evaluation point: Schedule-Free's averaged x) agree with the single-model loop to 1e-10
@@ -21,7 +21,9 @@ from lrlab.optim.schedulefree import AdamWScheduleFree, SGDScheduleFree
 from lrlab.schedules import Constant, Cosine, Linear
 from lrlab.tasks import get_task
 from lrlab.train import RunConfig, run_batched
-from lrlab.train.engine import MemberOrder, schedulefree_warmup
+from lrlab.train.engine import MemberOrder
+from lrlab.train.methods import batched_method
+from lrlab.train.methods.schedulefree import warmup_steps
 
 RTOL = 1e-10
 T = 60
@@ -32,8 +34,20 @@ T = 60
 # measures the rounding of the loss itself; at these the losses stay above 1e-4.
 LRS = {"schedulefree_sgd": (0.5, 2.0, 8.0), "schedulefree_adamw": (0.01, 0.05, 0.2),
        "dadapt_sgd": (0.5, 1.0, 2.0), "prodigy": (0.1, 0.25, 0.5)}
-MOMENTA = {"schedulefree_sgd": (0.9, 0.5, 0.95), "schedulefree_adamw": (0.9, 0.5, 0.95),
-           "dadapt_sgd": (0.9, 0.0, 0.5), "prodigy": (0.9, 0.0, 0.5)}
+#: Members' options: the first uses the defaults, the second changes every option of the
+#: method, the third some of them; a wrong or ignored option fails the comparison.
+OPTIONS = {
+    "schedulefree_sgd": ({}, {"beta": 0.5, "weight_decay": 1e-2, "warmup_fraction": 0.1},
+                         {"beta": 0.95, "weight_decay": 1e-3, "warmup_fraction": 0.0}),
+    "schedulefree_adamw": ({}, {"beta1": 0.5, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-2,
+                                "warmup_fraction": 0.1},
+                           {"beta1": 0.95, "weight_decay": 1e-3, "warmup_fraction": 0.0}),
+    "dadapt_sgd": ({}, {"momentum": 0.0, "d0": 1e-4, "weight_decay": 1e-2},
+                   {"momentum": 0.5, "weight_decay": 1e-3}),
+    "prodigy": ({}, {"beta1": 0.0, "beta2": 0.99, "beta3": 0.9, "eps": 1e-6, "d0": 1e-4,
+                     "d_coef": 0.5, "weight_decay": 1e-2},
+                {"beta1": 0.5, "d_coef": 0.8, "weight_decay": 1e-3}),
+}
 METHODS = list(LRS)
 
 
@@ -46,34 +60,28 @@ def _configs(optimizer: str, steps: int = T) -> list[RunConfig]:
             seed=2 * i + 1,
             steps=steps,
             optimizer=optimizer,
-            momentum=MOMENTA[optimizer][i],
-            weight_decay=(0.0, 1e-2, 1e-3)[i],
+            options=OPTIONS[optimizer][i],
         )
         for i, lr in enumerate(LRS[optimizer])
     ]
 
 
 def _reference(cfg: RunConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "schedulefree_sgd":
-        return SGDScheduleFree(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            warmup_steps=schedulefree_warmup(cfg.steps),
-        )
-    if cfg.optimizer == "schedulefree_adamw":
-        return AdamWScheduleFree(
-            params,
-            lr=cfg.lr,
-            betas=(cfg.momentum, 0.999),
-            weight_decay=cfg.weight_decay,
-            warmup_steps=schedulefree_warmup(cfg.steps),
-        )
+    o = batched_method(cfg.optimizer).resolve(cfg.options)
+    if cfg.optimizer in ("schedulefree_sgd", "schedulefree_adamw"):
+        warm = warmup_steps(o["warmup_fraction"], cfg.steps)
+        if cfg.optimizer == "schedulefree_sgd":
+            return SGDScheduleFree(params, lr=cfg.lr, momentum=o["beta"],
+                                   weight_decay=o["weight_decay"], warmup_steps=warm)
+        return AdamWScheduleFree(params, lr=cfg.lr, betas=(o["beta1"], o["beta2"]), eps=o["eps"],
+                                 weight_decay=o["weight_decay"], warmup_steps=warm)
     if cfg.optimizer == "prodigy":
-        return Prodigy(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                       weight_decay=cfg.weight_decay)
-    return DAdaptSGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        beta3 = cfg.options.get("beta3")  # None: Prodigy's own default sqrt(beta2)
+        return Prodigy(params, lr=cfg.lr, betas=(o["beta1"], o["beta2"]), beta3=beta3,
+                       eps=o["eps"], d0=o["d0"], d_coef=o["d_coef"],
+                       weight_decay=o["weight_decay"])
+    return DAdaptSGD(params, lr=cfg.lr, momentum=o["momentum"], d0=o["d0"],
+                     weight_decay=o["weight_decay"])
 
 
 def _single_loop(task, cfg: RunConfig, forward, init: list[torch.Tensor]):
@@ -129,7 +137,7 @@ def test_mlp_member_equals_single_model_loop(optimizer: str) -> None:
     np.testing.assert_allclose(r.final_loss, final, rtol=1e-9, atol=0)
 
 
-def test_schedulefree_sgd_needs_an_interpolation_momentum() -> None:
-    bad = RunConfig(1.0, Constant(), steps=5, optimizer="schedulefree_sgd", momentum=0.0)
-    with pytest.raises(ValueError, match=r"configs\[0\]\.momentum .* schedulefree_sgd"):
-        run_batched("iris_logreg", [bad])
+def test_schedulefree_needs_an_interpolation_beta() -> None:
+    for name, key in (("schedulefree_sgd", "beta"), ("schedulefree_adamw", "beta1")):
+        with pytest.raises(ValueError, match=rf"option {key} of {name} must be in \(0, 1\)"):
+            RunConfig(1.0, Constant(), steps=5, optimizer=name, options={key: 0.0})

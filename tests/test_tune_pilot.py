@@ -90,7 +90,8 @@ def test_constant_pilot_norms_give_linear_decay(tmp_path, monkeypatch):
 
 
 def test_pilot_norm_follows_the_optimizer(tmp_path):
-    assert [pilot_norm(o) for o in ("adam", "schedulefree_adamw", "prodigy")] == ["l1"] * 3
+    assert [pilot_norm(o) for o in ("adam", "adamw", "schedulefree_adamw", "prodigy")] == [
+        "l1"] * 4
     assert [pilot_norm(o) for o in ("sgd", "momentum", "schedulefree_sgd", "dadapt_sgd")] == [
         "l2", "l2", "l2", "l2"]
     study = Study.open("a", settings(optimizer="adam", pilot_lr=0.05), str(tmp_path / "a.db"))
@@ -121,3 +122,10 @@ def test_bad_refined_settings_are_refused(tmp_path):
         Study.open("d", settings(pilot_lr=1e9), db)  # saturated: gradients vanish
     with pytest.raises(ValueError, match="no study named 'd'"):
         Study.open("d", None, db)
+
+
+def test_pilot_uses_the_study_optimizer_options():
+    s = settings(optimizer="momentum", optimizer_options={"momentum": 0.5, "weight_decay": 0.01})
+    cfg = pilot_mod.pilot_config(s, 0.4)
+    assert cfg.optimizer == "momentum"
+    assert cfg.options == {"momentum": 0.5, "weight_decay": 0.01}

@@ -20,7 +20,7 @@ def fake_runner(task, configs, progress=None):
         label = {"constant": "constant", "cosine": "cosine", "polynomial": "poly2"}[c.schedule.name]
         div = label == "constant" and c.lr >= 16
         loss = math.nan if div else (math.log2(c.lr / BEST[label])) ** 2 + 1 + c.seed / 100
-        loss += c.weight_decay
+        loss += c.options.get("weight_decay", 0.0)
         out.append(
             RunResult(
                 c,
@@ -103,6 +103,9 @@ def test_different_settings_are_refused_and_nothing_changes(db):
         ({"seeds": ()}, "seeds"),
         ({"lrs": (0.1, -1.0)}, "lrs"),
         ({"optimizer": "lion"}, "optimizer"),
+        ({"optimizer_options": {"momentum": 0.9}}, "sgd has no option 'momentum'; its options"),
+        ({"optimizer": "adam", "optimizer_options": {"beta1": 1.0}}, "option beta1 of adam"),
+        ({"optimizer": "adam", "optimizer_options": {"weight_decay": "x"}}, "weight_decay"),
         ({"schedules": ("cosine:s_min=x",)}, "not a number"),
         ({"schedules": ("cosine:gamma=0.1",)}, "no argument"),
     ],
@@ -211,6 +214,10 @@ def test_random_search_study_is_reproducible(db, tmp_path):
     assert df[cols].equals(other.results()[cols])
     with pytest.raises(ValueError, match="random"):
         study.extend_edges()
+    from lrlab.report import study_report
+
+    page = open(study_report(study, tmp_path / "rep").files["report.html"]).read()
+    assert "optimizer sgd (weight_decay searched)" in page
     with pytest.raises(ValueError, match="either lrs"):
         settings(random=rnd)
 
@@ -256,3 +263,37 @@ def test_a_task_that_cannot_be_built_creates_no_study(db):
     Study.open("other", settings(), db)
     with pytest.raises(ValueError, match="no study named 's'"):
         Study.open("s", None, db)
+
+
+def test_optimizer_options_define_the_study(db):
+    s = settings(optimizer="adamw", optimizer_options={"weight_decay": 0.25, "beta1": 0.8})
+    assert list(s.optimizer_options) == ["beta1", "weight_decay"]
+    assert s.resolved_options == {"beta1": 0.8, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.25}
+    cfg = s.config({"lr": 0.5}, "cosine", 1)
+    assert cfg.optimizer == "adamw" and cfg.options == {"beta1": 0.8, "weight_decay": 0.25}
+    # every key of a point other than lr overrides the option of that name
+    assert s.config({"lr": 0.5, "weight_decay": 0.01}, "cosine", 1).options["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="adamw has no option 'momentum'"):
+        s.config({"lr": 0.5, "momentum": 0.5}, "cosine", 1)
+    study = Study.open("o", s, db)
+    study.run(LocalExecutor(runner=fake_runner))
+    df = study.results()
+    assert (df.weight_decay == 0.25).all()
+    row = df[(df.schedule == "cosine") & (df.lr == 2.0) & (df.seed == 1)].iloc[0]
+    assert row.final_loss == pytest.approx(1.01 + 0.25)
+    assert Study.open("o", None, db).settings == s
+    other = settings(optimizer="adamw", optimizer_options={"weight_decay": 0.5, "beta1": 0.8})
+    with pytest.raises(ValueError, match="different settings.*optimizer_options"):
+        Study.open("o", other, db)
+    # the default weight decay of the method fills the results' column
+    assert (Study.open("d", settings(optimizer="adamw"), db).settings.resolved_options[
+        "weight_decay"] == 0.01)
+
+
+def test_settings_stored_before_optimizer_options_load():
+    d = settings(optimizer="adam").to_dict()
+    del d["optimizer_options"]
+    d.update(momentum=0.9, weight_decay=0.0)
+    assert StudySettings.from_dict(d) == settings(optimizer="adam")
+    d.update(momentum=0.5, weight_decay=0.01)
+    assert StudySettings.from_dict(d).optimizer_options == {"beta1": 0.5, "weight_decay": 0.01}

@@ -27,6 +27,8 @@ SETTING_OPTIONS = (
     "seeds",
     "steps",
     "optimizer",
+    "optimizer_option",
+    "weight_decay",
     "pilot_lr",
 )
 
@@ -83,12 +85,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma list (default 3)")
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
+    p.add_argument("--optimizer", action=_OptimizerArg)
     p.add_argument(
-        "--optimizer",
-        help="sgd, momentum, adam, schedulefree_sgd, schedulefree_adamw, dadapt_sgd or prodigy "
-        "(default sgd). For the learning-rate-free ones --schedules constant gives the methods "
-        "as published: the lr grid then scales Schedule-Free's step size or the step "
-        "D-Adaptation or Prodigy estimates",
+        "--optimizer-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="option of the optimizer, repeatable (e.g. beta1=0.95, eps=1e-6); unknown names "
+        "are refused with the list of the optimizer's options",
+    )
+    p.add_argument(
+        "--weight-decay", type=float, help="the optimizer's weight decay (default: its own)"
     )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
@@ -118,6 +124,46 @@ def register(subparsers) -> None:
     r.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     r.set_defaults(func=report)
+
+
+class _OptimizerArg(argparse.Action):
+    """``--optimizer``; its help lists the batched methods of the registry when it is shown
+    (the registry imports torch, which building the parser should not)."""
+
+    @property
+    def help(self) -> str:
+        from lrlab.train import BATCHED_METHODS
+
+        return (
+            f"{', '.join(BATCHED_METHODS)} (default sgd). For the learning-rate-free ones "
+            "--schedules constant gives the methods as published: the lr grid then scales "
+            "Schedule-Free's step size or the step D-Adaptation or Prodigy estimates"
+        )
+
+    @help.setter
+    def help(self, value: object) -> None:
+        pass
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+
+
+def _optimizer_options(args: argparse.Namespace) -> dict[str, float]:
+    options: dict[str, float] = {}
+    for item in args.optimizer_option or ():
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--optimizer-option must be KEY=VALUE, got {item!r}")
+        try:
+            options[key] = float(val)
+        except ValueError:
+            raise ValueError(f"--optimizer-option {key}: {val.strip()!r} is not a number") from None
+    if args.weight_decay is not None:
+        if "weight_decay" in options:
+            raise ValueError("give --weight-decay or --optimizer-option weight_decay=, not both")
+        options["weight_decay"] = args.weight_decay
+    return options
 
 
 def _value(text: str) -> object:
@@ -225,6 +271,7 @@ def settings_from_args(args: argparse.Namespace):
         steps=steps,
         optimizer=args.optimizer or "sgd",
         random=random,
+        optimizer_options=_optimizer_options(args),
         pilot_lr=pilot_lr,
     )
 
@@ -320,7 +367,7 @@ def sweep(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     console.print(f"trained {trained} runs in {elapsed:.1f} s")
     rep = study_report(study, args.out)
-    console.print(robustness_table(rep.robustness, title=f"Robustness: {s.task}"))
+    console.print(robustness_table(rep.robustness, title=_table_title(s)))
     console.print(f"report: {rep.files['report.html']} (PNGs and results.csv beside it)")
     return 0
 
@@ -335,6 +382,14 @@ def report(args: argparse.Namespace) -> int:
     study = Study.open(args.study, None, args.storage)
     rep = study_report(study, args.out)
     console = _console()
-    console.print(robustness_table(rep.robustness, title=f"Robustness: {study.settings.task}"))
+    console.print(robustness_table(rep.robustness, title=_table_title(study.settings)))
     console.print(f"report: {rep.files['report.html']}")
     return 0
+
+
+def _table_title(s) -> str:
+    """``Robustness: task, optimizer (its options given to the study)``."""
+    from lrlab.train.methods import describe_options
+
+    optimizer = describe_options(s.optimizer, s.optimizer_options, every=False)
+    return f"Robustness: {s.task}, {optimizer}"

@@ -23,9 +23,13 @@ def study_report(
     s = study.settings
     schedules = study.schedules()
     c = study.counts()
+    options = ", ".join(
+        f"{k} searched" if k in s.searched else f"{k} {v:g}"
+        for k, v in s.resolved_options.items()
+    )
     desc = [
-        f"study {study.name!r}: task {s.task}, {s.steps} steps, optimizer {s.optimizer}, "
-        f"seeds {list(s.seeds)}",
+        f"study {study.name!r}: task {s.task}, {s.steps} steps, seeds {list(s.seeds)}",
+        f"optimizer {s.optimizer} ({options})",
         *(
             [
                 f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "
@@ -44,7 +48,7 @@ def study_report(
         out_dir,
         schedules=schedules,
         steps=s.steps,
-        title=f"lrlab sweep: {s.task}",
+        title=f"lrlab sweep: {s.task}, {s.optimizer}",
         description=desc,
         f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
         slack=slack,

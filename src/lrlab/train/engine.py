@@ -10,8 +10,7 @@ Per step t = 0, ..., T-1 and member m:
    member's schedule).
 
 The final objective and the test metric are evaluated at the optimizer's evaluation point
-(``BatchedOptimizer.eval_params``: the iterate itself, or Schedule-Free's averaged x). The
-Schedule-Free warm-up lasts ``schedulefree_warmup(T)`` = floor(T / 20) steps (5% of the run).
+(the method's ``eval_params``: the iterate itself, or Schedule-Free's averaged x).
 
 No reduction ever mixes members, so a run is the same computation whether it trains alone or
 inside a batch (up to floating-point reassociation in batched matrix products).
@@ -29,17 +28,13 @@ from torch.utils._pytree import tree_leaves, tree_map
 
 from lrlab.tasks.base import Task
 from lrlab.tasks.contract import Members
-from lrlab.train.optimizers import BatchedOptimizer, _bcast
-from lrlab.train.types import SCHEDULE_FREE, RunConfig, RunResult
+from lrlab.train.methods import batched_method, member_options
+from lrlab.train.methods._base import bcast
+from lrlab.train.types import RunConfig, RunResult
 
 CHUNK_STEPS = 128
 EVAL_BUDGET = 1 << 22  # elements per member-batched evaluation chunk
 CPU = torch.device("cpu")
-
-
-def schedulefree_warmup(steps: int) -> int:
-    """Schedule-Free SGD's built-in warm-up length in a run of ``steps`` steps: 5%, floored."""
-    return steps // 20
 
 
 class MemberOrder:
@@ -139,13 +134,7 @@ def train_group(
     members = model.init([c.seed for c in configs], dtype=dtype, device=device)
     params = members.params
     lrs = torch.from_numpy(lr_table(configs, T)).to(device=device, dtype=dtype)
-    opt = BatchedOptimizer(
-        optimizer,
-        params,
-        torch.tensor([c.momentum for c in configs], dtype=dtype, device=device),
-        torch.tensor([c.weight_decay for c in configs], dtype=dtype, device=device),
-        warmup_steps=schedulefree_warmup(T) if optimizer in SCHEDULE_FREE else 0,
-    )
+    opt = batched_method(optimizer)(params, member_options([c.options for c in configs]), T)
     on_cpu = device.type == "cpu"
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
     active = torch.ones(M, dtype=torch.bool, device=device)
@@ -181,7 +170,7 @@ def train_group(
                     members.buffers = (
                         buffers
                         if mask is None
-                        else [torch.where(_bcast(mask, n), n, o)
+                        else [torch.where(bcast(mask, n), n, o)
                               for n, o in zip(buffers, members.buffers, strict=True)]
                     )
                 opt.step(params, grads, lrs[t], mask)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,18 +13,32 @@ import numpy as np
 
 from lrlab._checks import check_int, check_real
 from lrlab.schedules import Schedule
+from lrlab.train.methods import BATCHED_METHODS, batched_method, check_options
 
-#: Batched optimizer names. ``schedulefree_sgd``: Schedule-Free SGD (``momentum`` is its
-#: interpolation beta, in (0, 1); the run is evaluated at the averaged point x).
-#: ``dadapt_sgd``: D-Adaptation SGD (``lr`` multiplies the estimated step; ``momentum`` is beta).
-#: ``schedulefree_adamw``: Schedule-Free AdamW (as ``schedulefree_sgd``, Adam-preconditioned).
-#: ``prodigy``: Prodigy (``lr`` multiplies the estimated step; ``momentum`` is beta1).
-OPTIMIZERS = ("sgd", "momentum", "adam", "schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd",
-              "prodigy")
-#: The learning-rate-free methods among ``OPTIMIZERS``.
-LR_FREE = ("schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd", "prodigy")
+#: Batched optimizer names, the keys of ``lrlab.train.methods.BATCHED_METHODS`` (each method's
+#: options and formulas are in its unit there).
+OPTIMIZERS = tuple(BATCHED_METHODS)
+#: The learning-rate-free methods among ``OPTIMIZERS``: ``lr`` multiplies the step the method
+#: estimates (D-Adaptation, Prodigy), or is Schedule-Free's step size.
+LR_FREE = tuple(n for n, m in BATCHED_METHODS.items() if m.lr_free)
 #: The Schedule-Free methods: their parameters hold y, and a run is evaluated at the average x.
-SCHEDULE_FREE = ("schedulefree_sgd", "schedulefree_adamw")
+SCHEDULE_FREE = tuple(n for n, m in BATCHED_METHODS.items() if m.evaluates_average)
+#: What the removed ``momentum`` field of a stored configuration meant for each method.
+_LEGACY_MOMENTUM = {"momentum": "momentum", "adam": "beta1", "schedulefree_sgd": "beta",
+                    "schedulefree_adamw": "beta1", "dadapt_sgd": "momentum", "prodigy": "beta1"}
+
+
+def legacy_options(optimizer: str, d: dict[str, Any]) -> dict[str, float]:
+    """Pop the ``momentum`` and ``weight_decay`` of a dict stored before options existed and
+    return them as that optimizer's options (values equal to the defaults left out)."""
+    old = {}
+    if "momentum" in d and optimizer in _LEGACY_MOMENTUM:
+        old[_LEGACY_MOMENTUM[optimizer]] = d["momentum"]
+    d.pop("momentum", None)
+    if "weight_decay" in d:
+        old["weight_decay"] = d.pop("weight_decay")
+    defaults = batched_method(optimizer).resolve({})
+    return {k: v for k, v in old.items() if v != defaults[k]}
 
 
 @dataclass(frozen=True)
@@ -32,7 +47,13 @@ class RunConfig:
 
     ``steps=None`` means the task's default. A schedule with a horizon must have
     ``schedule.horizon == steps`` (resolved against the task default by the trainer).
-    ``optimizer`` is one of ``OPTIMIZERS`` (the trainers may accept more names).
+    ``optimizer`` is one of ``OPTIMIZERS``; ``options`` are its options (e.g.
+    ``{"beta1": 0.95, "weight_decay": 0.01}`` for ``adam``; see the method's unit in
+    ``lrlab.train.methods``), the defaults fill in the rest. Unknown names or values out of range
+    raise ValueError. ``options`` is stored as a plain dict sorted by name.
+
+    Example: ``RunConfig(0.01, Cosine(steps=500), optimizer="adamw",
+    options={"weight_decay": 0.1})``.
     """
 
     lr: float
@@ -40,8 +61,7 @@ class RunConfig:
     seed: int = 0
     steps: int | None = None
     optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    options: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr", check_real("lr", self.lr, 0.0, lo_open=True))
@@ -51,8 +71,11 @@ class RunConfig:
         if not isinstance(self.schedule, Schedule):
             kind = type(self.schedule).__name__
             raise ValueError(f"schedule must be a lrlab Schedule, got {kind}")
-        check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", self.weight_decay, 0.0)
+        object.__setattr__(self, "options", check_options(self.optimizer, self.options))
+
+    def __hash__(self) -> int:
+        return hash((self.lr, self.schedule, self.seed, self.steps, self.optimizer,
+                     tuple(self.options.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (the schedule as its own dict)."""
@@ -62,14 +85,15 @@ class RunConfig:
             "seed": self.seed,
             "steps": self.steps,
             "optimizer": self.optimizer,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
+            "options": dict(self.options),
         }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> RunConfig:
         d = dict(d)
         d["schedule"] = Schedule.from_dict(d["schedule"])
+        if "momentum" in d or "weight_decay" in d:
+            d["options"] = {**legacy_options(d.get("optimizer", "sgd"), d), **d.get("options", {})}
         return RunConfig(**d)
 
 

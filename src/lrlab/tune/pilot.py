@@ -1,12 +1,13 @@
 """The ``refined`` schedule of a study: one pilot run, then ``lrlab.refine``.
 
-The pilot is deterministic: linear decay ``Linear(steps)``, the study's task, steps, optimizer,
-momentum and weight decay, seed 0, peak lr ``settings.pilot_lr`` (None: the task's
+The pilot is deterministic: linear decay ``Linear(steps)``, the study's task, steps, optimizer
+and optimizer options, seed 0, peak lr ``settings.pilot_lr`` (None: the task's
 ``default_lr``), trained by ``lrlab.train.run_batched`` with ``record_grad_norms=True``
 (float32, one thread). Its per-step gradient norms go to ``lrlab.refine.refine`` with the
 default tau and ``steps`` = the study's steps, using
 
-- the l1 norm (weights g^-1) for the coordinate-wise optimizer ``adam``,
+- the l1 norm (weights g^-1) for the coordinate-wise optimizers (``L1_OPTIMIZERS``: the
+  batched methods marked ``coordinatewise``: adam, adamw, schedulefree_adamw, prodigy),
 - the l2 norm (weights g^-2) for every other, SGD-like, optimizer.
 
 ``Study`` runs the pilot once, when the study is created, and stores the result; a reopened or
@@ -22,11 +23,12 @@ import numpy as np
 
 from lrlab.refine import refine
 from lrlab.schedules import Linear, Schedule
+from lrlab.train.methods import BATCHED_METHODS
 from lrlab.train.types import RunConfig
 from lrlab.tune.settings import StudySettings
 
 PILOT_SEED = 0
-L1_OPTIMIZERS = ("adam", "schedulefree_adamw", "prodigy")
+L1_OPTIMIZERS = tuple(n for n, m in BATCHED_METHODS.items() if m.coordinatewise)
 #: ``lrlab.refine``'s default median-window fraction, the one the pilot's refinement uses.
 TAU = float(inspect.signature(refine).parameters["tau"].default)
 
@@ -45,8 +47,7 @@ def pilot_config(settings: StudySettings, default_lr: float) -> RunConfig:
         seed=PILOT_SEED,
         steps=settings.steps,
         optimizer=settings.optimizer,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
+        options=settings.optimizer_options,
     )
 
 

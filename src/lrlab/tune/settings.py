@@ -20,7 +20,8 @@ from typing import Any
 from lrlab._checks import check_int, check_real
 from lrlab.schedules import Schedule, registry
 from lrlab.tasks.spec import is_task_spec, resolve_task_spec
-from lrlab.train.types import OPTIMIZERS, RunConfig
+from lrlab.train.methods import batched_method, check_options
+from lrlab.train.types import RunConfig, legacy_options
 from lrlab.tune.space import LogUniform
 
 DEFAULT_SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
@@ -99,9 +100,12 @@ class StudySettings:
     ``lrlab.tasks.get_task`` (e.g. ``{"l2": 0.01}``).
     ``pilot_lr``: the peak lr of the pilot run that derives the ``refined`` schedule (None: the
     task's ``default_lr``); only allowed when ``schedules`` contains ``refined``.
-    Trials are the product ``points x schedules x seeds``. ``points`` come from ``lrs`` (a
-    grid; ``weight_decay`` fixed) or, when ``random`` is given, from ``LogUniform(bounds)``
-    sampled ``n`` times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``.
+    ``optimizer`` is a batched method (``lrlab.train.OPTIMIZERS``) and ``optimizer_options``
+    its options (e.g. ``{"weight_decay": 1e-4}``), validated against the method; every trial
+    uses them. Trials are the product ``points x schedules x seeds``. ``points`` come from
+    ``lrs`` (a grid) or, when ``random`` is given, from ``LogUniform(bounds)`` sampled ``n``
+    times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``. A point's keys
+    other than ``lr`` (e.g. ``weight_decay``) override the optimizer option of that name.
 
     Example: ``StudySettings("digits_logreg", ("cosine",), lrs=(0.5, 1.0), seeds=(0,), steps=500)``.
     """
@@ -113,8 +117,7 @@ class StudySettings:
     seeds: tuple[int, ...] = (0,)
     steps: int = 500
     optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    optimizer_options: dict[str, float] = dataclasses.field(default_factory=dict)
     random: dict[str, Any] | None = None
     pilot_lr: float | None = None
 
@@ -145,12 +148,8 @@ class StudySettings:
                 f"seeds must be a non-empty list of distinct integers >= 0, got {seeds}"
             )
         set_("seeds", seeds)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        set_("momentum", check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True))
-        set_("weight_decay", check_real("weight_decay", self.weight_decay, 0.0))
+        method = batched_method(self.optimizer)
+        set_("optimizer_options", check_options(self.optimizer, self.optimizer_options))
         if self.pilot_lr is not None:
             if REFINED not in specs:
                 raise ValueError("pilot_lr is only used by the 'refined' schedule; add it or drop")
@@ -174,6 +173,10 @@ class StudySettings:
                     f"got {r['bounds']!r}"
                 )
             space = LogUniform(r["bounds"])
+            for key, (lo, hi) in space.bounds.items():
+                if key != "lr":
+                    for v in (lo, hi):
+                        method.resolve({**self.optimizer_options, key: v})
             r = {
                 "bounds": space.to_dict(),
                 "n": check_int("random n", r["n"], lo=1),
@@ -207,20 +210,30 @@ class StudySettings:
         *,
         refined: Schedule | None = None,
     ) -> RunConfig:
-        """The ``RunConfig`` of one trial (``refined``: the study's refined schedule)."""
+        """The ``RunConfig`` of one trial (``refined``: the study's refined schedule).
+
+        ``point["lr"]`` is the peak lr; every other key of ``point`` overrides the optimizer
+        option of that name (ValueError if the method has no such option).
+        """
+        extra = {k: v for k, v in point.items() if k != "lr"}
         return RunConfig(
             lr=point["lr"],
             schedule=build_schedule(schedule, self.steps, refined=refined),
             seed=seed,
             steps=self.steps,
             optimizer=self.optimizer,
-            momentum=self.momentum,
-            weight_decay=point.get("weight_decay", self.weight_decay),
+            options={**self.optimizer_options, **extra},
         )
+
+    @property
+    def resolved_options(self) -> dict[str, float]:
+        """Every option of the optimizer: ``optimizer_options`` with the method's defaults."""
+        return batched_method(self.optimizer).resolve(self.optimizer_options)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["task_options"] = dict(self.task_options)
+        d["optimizer_options"] = dict(self.optimizer_options)
         d["schedules"], d["lrs"], d["seeds"] = (
             list(self.schedules),
             list(self.lrs),
@@ -233,6 +246,9 @@ class StudySettings:
         d = dict(d)
         for k in ("schedules", "lrs", "seeds"):
             d[k] = tuple(d.get(k, ()))
+        if "momentum" in d or "weight_decay" in d:  # stored before optimizer options existed
+            old = legacy_options(d.get("optimizer", "sgd"), d)
+            d["optimizer_options"] = {**old, **d.get("optimizer_options", {})}
         return StudySettings(**d)
 
     def differences(self, other: StudySettings) -> list[str]:

@@ -374,6 +374,7 @@ class Study:
         """One row per COMPLETE trial: trial, schedule, seed, lr, weight_decay, final_loss
         (NaN if diverged), test_metric, diverged, diverged_at; sorted by schedule, lr, seed."""
         rows = []
+        weight_decay = self.settings.resolved_options["weight_decay"]
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             p, a = t.params, t.user_attrs.get("run", {})
             rows.append(
@@ -382,7 +383,7 @@ class Study:
                     "schedule": p["schedule"],
                     "seed": int(p["seed"]),
                     "lr": float(p["lr"]),
-                    "weight_decay": float(p.get("weight_decay", self.settings.weight_decay)),
+                    "weight_decay": float(p.get("weight_decay", weight_decay)),
                     "final_loss": np.nan if a.get("final_loss") is None else a["final_loss"],
                     "test_metric": np.nan if a.get("test_metric") is None else a["test_metric"],
                     "diverged": bool(t.user_attrs.get("diverged", False)),
