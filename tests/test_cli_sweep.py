@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import pytest
+import torch
 
 from lrlab.cli import main
 from lrlab.tune import LocalExecutor, Study, StudySettings
@@ -389,3 +390,26 @@ def test_optimizer_options_sweep_and_report(tmp_path, capsys):
     helptext = " ".join(capsys.readouterr().out.split())
     assert ("sgd, momentum, adam, adamw, schedulefree_sgd, schedulefree_adamw, dadapt_sgd, "
             "prodigy") in helptext and "--weight-decay" in helptext
+
+
+def test_device_is_checked_first_stored_and_may_change_on_resume(tmp_path, capsys):
+    db = str(tmp_path / "d.db")
+    base = ["--task", "iris_logreg", "--schedules", "constant", "--grid", "0.4", "--seeds", "1",
+            "--steps", "10", "--storage", db, "--study", "d", "--edge-rounds", "0",
+            "--out", str(tmp_path / "r")]
+    for bad, message in (("gpu", "device must be cpu, cuda, cuda:N, mps or auto"),
+                         ("cuda:7", "cuda:7")):
+        if bad.startswith("cuda") and torch.cuda.device_count() > 7:
+            continue
+        assert main(["sweep", *base, "--device", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+        assert not os.path.exists(db) or count(db) == 0
+    assert main(["sweep", *base, "--device", "auto"]) == 0
+    study = Study.open("d", None, db)
+    assert study.settings.device == "auto" and study.counts() == {"COMPLETE": 1}
+    rc = main(["sweep", "--resume", "--device", "cpu", "--storage", db, "--study", "d",
+               "--out", str(tmp_path / "r")])
+    assert rc == 0 and Study.open("d", None, db).settings.device == "auto"
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N, mps or auto"):
+        StudySettings("iris_logreg", ("constant",), lrs=(0.1,), device="gpu")

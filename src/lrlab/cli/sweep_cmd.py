@@ -96,6 +96,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--weight-decay", type=float, help="the optimizer's weight decay (default: its own)"
     )
+    p.add_argument(
+        "--device",
+        help="where the runs train: cpu (default), cuda, cuda:N, mps or auto (cuda when there "
+        "is one); stored with the study, and --resume may give another",
+    )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
@@ -273,6 +278,7 @@ def settings_from_args(args: argparse.Namespace):
         random=random,
         optimizer_options=_optimizer_options(args),
         pilot_lr=pilot_lr,
+        device=args.device or "cpu",
     )
 
 
@@ -311,6 +317,10 @@ def sweep(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = _console()
+    if args.device is not None:
+        from lrlab.train.devices import resolve_device
+
+        resolve_device(args.device)  # an absent device is refused before anything is stored
     if args.resume:
         given = [o for o in SETTING_OPTIONS if getattr(args, o) is not None]
         if given:
@@ -331,7 +341,10 @@ def sweep(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     trained = 0
-    with make_executor(args.executor, processes=args.processes, ray_address=args.ray_address) as ex:
+    device = args.device or study.settings.device
+    with make_executor(
+        args.executor, processes=args.processes, ray_address=args.ray_address, device=device
+    ) as ex:
         for round_ in range(args.edge_rounds + 1):
             with _progress() as bar:
                 task_id = bar.add_task("training" if round_ == 0 else "edge points", total=None)

@@ -14,6 +14,7 @@ each worker imports itself.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,9 +44,13 @@ def resolve_task(task: TaskSpec):
 
 
 def train_batch(
-    task: TaskSpec, configs: Sequence[RunConfig], progress: Progress | None = None
+    task: TaskSpec,
+    configs: Sequence[RunConfig],
+    progress: Progress | None = None,
+    device: str = "cpu",
 ) -> list[RunResult]:
-    """Train ``configs`` on the task as one batched computation (the default runner).
+    """Train ``configs`` on the task as one batched computation on ``device`` (the default
+    runner; ``make_executor(device=...)`` binds the device).
 
     Uses one torch thread: the tensors of a batch of small runs are small, and one thread is
     several times faster than two on a busy machine (parallelism comes from processes).
@@ -58,6 +63,7 @@ def train_batch(
         curve_points=CURVE_POINTS,
         progress=progress,
         num_threads=1,
+        device=device,
     )
 
 
@@ -232,9 +238,19 @@ class RayExecutor(Executor):
 
 
 def make_executor(
-    kind: str, *, processes: int = 0, ray_address: str | None = None, runner: Runner = train_batch
+    kind: str,
+    *,
+    processes: int = 0,
+    ray_address: str | None = None,
+    runner: Runner | None = None,
+    device: str = "cpu",
 ) -> Executor:
-    """``"local"`` -> ``LocalExecutor(processes)``, ``"ray"`` -> ``RayExecutor(ray_address)``."""
+    """``"local"`` -> ``LocalExecutor(processes)``, ``"ray"`` -> ``RayExecutor(ray_address)``.
+
+    ``runner`` defaults to ``train_batch`` on ``device`` (resolved in each worker).
+    """
+    if runner is None:
+        runner = functools.partial(train_batch, device=device)
     if kind == "local":
         return LocalExecutor(processes, runner=runner)
     if kind == "ray":

@@ -59,7 +59,7 @@ def pilot_norms(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
 
     task = resolve_task(settings.task_spec)
     cfg = pilot_config(settings, task.default_lr)
-    res = run_config(task, cfg, record_grad_norms=True, curve_points=1)
+    res = run_config(task, cfg, record_grad_norms=True, curve_points=1, device=settings.device)
     if res.diverged:
         raise ValueError(
             f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed "

@@ -28,6 +28,7 @@ DEFAULT_SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
 REFINED = "refined"
 #: The schedules of the built-in study (``lrlab sweep``): the closed-form ones and ``refined``.
 STUDY_SCHEDULES = (*DEFAULT_SCHEDULES, REFINED)
+_DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 _POLY = re.compile(r"^poly(\d+(?:\.\d+)?)$")
 
 
@@ -120,6 +121,7 @@ class StudySettings:
     optimizer_options: dict[str, float] = dataclasses.field(default_factory=dict)
     random: dict[str, Any] | None = None
     pilot_lr: float | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task:
@@ -154,6 +156,8 @@ class StudySettings:
             if REFINED not in specs:
                 raise ValueError("pilot_lr is only used by the 'refined' schedule; add it or drop")
             set_("pilot_lr", check_real("pilot_lr", self.pilot_lr, 0.0, lo_open=True))
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {self.device!r}")
         lrs = tuple(check_real("lrs", x, 0.0, lo_open=True) for x in self.lrs)
         if self.random is None:
             if not lrs:
@@ -252,11 +256,14 @@ class StudySettings:
         return StudySettings(**d)
 
     def differences(self, other: StudySettings) -> list[str]:
-        """Human-readable ``key: stored -> requested`` lines where two settings differ."""
+        """Human-readable ``key: stored -> requested`` lines where two settings differ.
+
+        ``device`` is where the runs train, not what they are, so it is never a difference.
+        """
         a, b = self.to_dict(), other.to_dict()
         out = []
         for k in a:
-            if not _same(a[k], b[k]):
+            if k != "device" and not _same(a[k], b[k]):
                 out.append(f"{k}: stored {a[k]!r}, requested {b[k]!r}")
         return out
 
