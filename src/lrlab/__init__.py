@@ -8,3 +8,7 @@ robustness reports (``lrlab.tune``, ``lrlab.report``).
 """
 
 __version__ = "0.1.0"
+
+from lrlab.reporting import report  # noqa: E402  (torch-free: what a swept script reports)
+
+__all__ = ["__version__", "report"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 
@@ -30,6 +31,8 @@ SETTING_OPTIONS = (
     "optimizer_option",
     "weight_decay",
     "pilot_lr",
+    "command",
+    "external",
 )
 
 
@@ -55,6 +58,37 @@ def register(subparsers) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="option of the task builder, repeatable (default task: l2=0.01)",
+    )
+    p.add_argument(
+        "--command",
+        metavar="TEMPLATE",
+        help="sweep your own script instead of a task: a shell command with placeholders "
+        "{lr}, {seed}, {schedule} (path of the schedule's JSON: Schedule.load), "
+        "{schedule_name}, {steps}, {trial}; it reports with lrlab.report(loss=...) or a final "
+        'JSON line {"loss": ...} on stdout. Needs --steps',
+    )
+    p.add_argument(
+        "--external",
+        nargs="?",
+        const="external",
+        metavar="LABEL",
+        help="create the study and queue its trials for lrlab ask / lrlab tell (a Slurm array "
+        "or any launcher runs them); LABEL names the work in the report. Needs --steps",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --command: a trial running longer is killed and stored as failed",
+    )
+    p.add_argument(
+        "--workdir",
+        help="with --command: the folder commands run in (default: the current one, stored)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: train again the trials that failed (raised, killed, timed out)",
     )
     p.add_argument(
         "--schedules", help="comma-separated schedule specs, e.g. constant,cosine,poly2,refined"
@@ -218,8 +252,11 @@ def _random_search(args: argparse.Namespace) -> dict | None:
 def settings_from_args(args: argparse.Namespace):
     """The ``StudySettings`` the options describe (defaults: the built-in study)."""
     from lrlab.tasks import get_task
-    from lrlab.tune import REFINED, STUDY_SCHEDULES, StudySettings, log_grid
+    from lrlab.tune import REFINED, STUDY_SCHEDULES, StudySettings
 
+    kind = "batched"
+    if args.command is not None or args.external is not None:
+        return _trial_settings(args)
     task = args.task or DEFAULT_TASK
     if args.task_option:
         options = {}
@@ -232,6 +269,69 @@ def settings_from_args(args: argparse.Namespace):
         options = dict(DEFAULT_TASK_OPTIONS) if args.task is None else {}
     task_obj = get_task(task, **options)
     steps = args.steps if args.steps is not None else task_obj.default_steps
+    lrs, random, seeds, schedules = _space(args, STUDY_SCHEDULES)
+    pilot_lr = args.pilot_lr
+    if pilot_lr is None and REFINED in schedules:
+        pilot_lr = task_obj.default_lr  # stored explicitly with the study
+    return StudySettings(
+        task=task,
+        task_options=options,
+        schedules=schedules,
+        lrs=lrs,
+        seeds=seeds,
+        steps=steps,
+        optimizer=args.optimizer or "sgd",
+        random=random,
+        optimizer_options=_optimizer_options(args),
+        pilot_lr=pilot_lr,
+        device=args.device or "cpu",
+        kind=kind,
+    )
+
+
+def _trial_settings(args: argparse.Namespace):
+    """Settings of a study of command trials (``--command``) or external ones (``--external``)."""
+    import os
+
+    from lrlab.tune import DEFAULT_SCHEDULES, StudySettings
+
+    if args.command is not None and args.external is not None:
+        raise ValueError("give --command or --external, not both")
+    flag = "--command" if args.command is not None else "--external"
+    for name, value in (
+        ("--task", args.task),
+        ("--task-option", args.task_option),
+        ("--optimizer-option", args.optimizer_option),
+        ("--weight-decay", args.weight_decay),
+        ("--device", args.device),
+    ):
+        if value is not None:
+            raise ValueError(f"{flag} trains with your own code: {name} does not apply")
+    if args.external is not None and (args.timeout is not None or args.workdir is not None):
+        raise ValueError("--timeout and --workdir are for --command trials")
+    if args.steps is None:
+        raise ValueError(f"{flag} needs --steps: the schedules' horizon (optimizer steps)")
+    lrs, random, seeds, schedules = _space(args, DEFAULT_SCHEDULES)
+    command = args.command is not None
+    return StudySettings(
+        task=args.command if command else args.external,
+        schedules=schedules,
+        lrs=lrs,
+        seeds=seeds,
+        steps=args.steps,
+        optimizer=args.optimizer or "sgd",
+        random=random,
+        pilot_lr=args.pilot_lr,
+        kind="command" if command else "external",
+        timeout=args.timeout,
+        workdir=(args.workdir or os.getcwd()) if command else None,
+    )
+
+
+def _space(args: argparse.Namespace, default_schedules: tuple[str, ...]):
+    """``(lrs, random, seeds, schedules)`` from the grid, random-search and seed options."""
+    from lrlab.tune import log_grid
+
     random = _random_search(args)
     if random is not None:
         lrs: tuple[float, ...] = ()
@@ -261,25 +361,10 @@ def settings_from_args(args: argparse.Namespace):
         if n < 1:
             raise ValueError(f"--seeds must be >= 1, got {n}")
         seeds = tuple(range(n))
-    schedules = STUDY_SCHEDULES
+    schedules = default_schedules
     if args.schedules is not None:
         schedules = tuple(s.strip() for s in args.schedules.split(",") if s.strip())
-    pilot_lr = args.pilot_lr
-    if pilot_lr is None and REFINED in schedules:
-        pilot_lr = task_obj.default_lr  # stored explicitly with the study
-    return StudySettings(
-        task=task,
-        task_options=options,
-        schedules=schedules,
-        lrs=lrs,
-        seeds=seeds,
-        steps=steps,
-        optimizer=args.optimizer or "sgd",
-        random=random,
-        optimizer_options=_optimizer_options(args),
-        pilot_lr=pilot_lr,
-        device=args.device or "cpu",
-    )
+    return lrs, random, seeds, schedules
 
 
 def _progress():
@@ -313,7 +398,7 @@ def sweep(args: argparse.Namespace) -> int:
     import optuna
 
     from lrlab.report import robustness_table, study_report
-    from lrlab.tune import Study, make_executor
+    from lrlab.tune import Study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = _console()
@@ -327,24 +412,35 @@ def sweep(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + o.replace("_", "-") for o in given)
             raise ValueError(f"--resume continues the study as stored; drop {flags}")
         study = Study.open(args.study, None, args.storage)
+        if args.timeout is not None:
+            study.settings = dataclasses.replace(study.settings, timeout=args.timeout)
     else:
+        if args.retry_failed:
+            raise ValueError("--retry-failed continues a stored study: add --resume")
         study = Study.open(args.study, settings_from_args(args), args.storage)
     if args.edge_rounds < 0:
         raise ValueError(f"--edge-rounds must be >= 0, got {args.edge_rounds}")
     s = study.settings
     counts = study.counts()
+    options = f" {s.task_options}" if s.task_options else ""
     console.print(
-        f"study [bold]{study.name}[/] in {args.storage}: {s.task} {s.task_options or ''}, "
+        f"study [bold]{study.name}[/] in {args.storage}: {s.task}{options}, "
         f"{len(s.schedules)} schedules x {len(s.points())} "
         f"{'random points' if s.random else 'lrs'} x {len(s.seeds)} seeds, "
         f"{s.steps} steps; {counts.get('COMPLETE', 0)} runs already complete"
     )
+    if s.kind == "external":
+        waiting = study.prepare(retry_failed=args.retry_failed)
+        console.print(
+            f"{waiting} trials wait for an external launcher: claim one with "
+            f"lrlab ask --study {study.name} --storage {args.storage}, record it with "
+            f"lrlab tell --study {study.name} --storage {args.storage} --trial N --loss V"
+        )
+        return 0
     t0 = time.perf_counter()
     trained = 0
     device = args.device or study.settings.device
-    with make_executor(
-        args.executor, processes=args.processes, ray_address=args.ray_address, device=device
-    ) as ex:
+    with _executor(args, s, device) as ex:
         for round_ in range(args.edge_rounds + 1):
             with _progress() as bar:
                 task_id = bar.add_task("training" if round_ == 0 else "edge points", total=None)
@@ -357,11 +453,15 @@ def sweep(args: argparse.Namespace) -> int:
                     tot = bar.tasks[task_id].total or 1
                     bar.update(task_id, completed=math.floor(frac * tot))
 
-                n = study.prepare()
+                n = study.prepare(retry_failed=args.retry_failed and round_ == 0)
                 bar.update(task_id, total=n)
                 try:
                     trained += study.run(
-                        ex, batch_size=args.batch_size, progress=progress, on_batch=on_batch
+                        ex,
+                        batch_size=args.batch_size,
+                        progress=progress,
+                        on_batch=on_batch,
+                        retry_failed=args.retry_failed and round_ == 0,
                     )
                 except KeyboardInterrupt:
                     done = study.counts().get("COMPLETE", 0)
@@ -379,10 +479,48 @@ def sweep(args: argparse.Namespace) -> int:
                 console.print(f"best lr of {sched} on the grid edge: adding lr {lrs}")
     elapsed = time.perf_counter() - t0
     console.print(f"trained {trained} runs in {elapsed:.1f} s")
+    _print_failures(console, study)
+    if study.results().empty:
+        console.print("no run completed: no report (see the failures above)")
+        return 1
     rep = study_report(study, args.out)
     console.print(robustness_table(rep.robustness, title=_table_title(s)))
     console.print(f"report: {rep.files['report.html']} (PNGs and results.csv beside it)")
     return 0
+
+
+def _executor(args: argparse.Namespace, s, device: str):
+    """The executor for the study's kind: batches of a task, or trials of the user's code."""
+    from lrlab.tune import LocalTrials, RayTrials, make_executor
+
+    if args.processes < 0:
+        raise ValueError(f"--processes must be >= 0, got {args.processes}")
+    if s.kind == "batched":
+        return make_executor(
+            args.executor, processes=args.processes, ray_address=args.ray_address, device=device
+        )
+    if args.executor == "ray":
+        return RayTrials(args.ray_address, timeout=s.timeout)
+    return LocalTrials(max(1, args.processes), timeout=s.timeout)
+
+
+def _print_failures(console, study, shown: int = 5) -> None:
+    """One line per failed trial (the first ``shown``): its parameters and the last line of
+    its reason."""
+    df = study.failures()
+    if df.empty:
+        return
+    console.print(f"[bold red]{len(df)} trials failed[/] (stored with their reasons):")
+    for row in df.head(shown).itertuples(index=False):
+        lines = [x for x in str(row.error).strip().splitlines() if x.strip()]
+        console.print(
+            f"  trial {row.trial} ({row.schedule}, lr {row.lr:g}, seed {row.seed}): "
+            + (lines[-1].strip() if lines else "no reason"),
+            markup=False,
+            highlight=False,
+        )
+    if len(df) > shown:
+        console.print(f"  ... and {len(df) - shown} more (report.html lists them all)")
 
 
 def report(args: argparse.Namespace) -> int:
@@ -404,5 +542,7 @@ def _table_title(s) -> str:
     """``Robustness: task, optimizer (its options given to the study)``."""
     from lrlab.train.methods import describe_options
 
+    if s.kind != "batched":
+        return f"Robustness: {s.task}"
     optimizer = describe_options(s.optimizer, s.optimizer_options, every=False)
     return f"Robustness: {s.task}, {optimizer}"

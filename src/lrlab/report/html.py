@@ -62,6 +62,11 @@ _CSS = (
 )
 
 
+def _last_line(text: str) -> str:
+    lines = [x for x in str(text).strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 def write_report(
     df: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -74,6 +79,7 @@ def write_report(
     f_star: float = 0.0,
     slack: float = 0.02,
     theory: bool = True,
+    failures: pd.DataFrame | None = None,
 ) -> Report:
     """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
     ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``.
@@ -97,6 +103,14 @@ def write_report(
     }
     files: dict[str, str] = {}
     images = []
+    failed = ""
+    if failures is not None and not failures.empty:
+        shown = failures.assign(error=failures["error"].map(_last_line))
+        failed = (
+            f"<h2>Failed trials ({len(failures)})</h2><p>Not in the tables above; the reason "
+            "is the last line of each trial's traceback or stderr (lrlab sweep --resume "
+            "--retry-failed trains them again).</p>" + _html_table(shown)
+        )
     for name, fig in figs.items():
         data = _png(fig)
         path = os.path.join(out, name)
@@ -120,6 +134,7 @@ def write_report(
         + images[2]
         + "<h2>Per learning rate</h2>"
         + _html_table(seed_table(df))
+        + failed
         + "</body></html>"
     )
     path = os.path.join(out, "report.html")

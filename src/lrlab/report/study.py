@@ -27,9 +27,12 @@ def study_report(
         f"{k} searched" if k in s.searched else f"{k} {v:g}"
         for k, v in s.resolved_options.items()
     )
+    failures = study.failures()
+    what = {"function": "trial function", "command": "command", "external": "external trials"}
     desc = [
-        f"study {study.name!r}: task {s.task}, {s.steps} steps, seeds {list(s.seeds)}",
-        f"optimizer {s.optimizer} ({options})",
+        f"study {study.name!r}: {what.get(s.kind, 'task')} {s.task}, {s.steps} steps, "
+        f"seeds {list(s.seeds)}",
+        *([f"optimizer {s.optimizer} ({options})"] if s.kind == "batched" else []),
         *(
             [
                 f"{s.optimizer} is learning-rate free: lr multiplies its own step, so the grid "
@@ -38,7 +41,8 @@ def study_report(
             if s.optimizer in LR_FREE
             else []
         ),
-        f"trials: {c.get('COMPLETE', 0)} complete, {c.get('FAIL', 0)} failed and re-run, "
+        f"trials: {c.get('COMPLETE', 0)} complete, {len(failures)} failed (listed below), "
+        f"{c.get('FAIL', 0) - len(failures)} interrupted and re-run, "
         f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
     ]
     if study.refined is not None:
@@ -48,11 +52,15 @@ def study_report(
         out_dir,
         schedules=schedules,
         steps=s.steps,
-        title=f"lrlab sweep: {s.task}, {s.optimizer}",
+        title=f"lrlab sweep: {s.task}"
+        + (f", {s.optimizer}" if s.kind == "batched" else ""),
         description=desc,
-        f_star=_task_f_star(s.task_spec) if f_star is None else f_star,
+        f_star=(_task_f_star(s.task_spec) if s.kind == "batched" else 0.0)
+        if f_star is None
+        else f_star,
         slack=slack,
         theory=s.optimizer not in LR_FREE,
+        failures=failures,
     )
 
 

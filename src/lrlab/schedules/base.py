@@ -11,6 +11,8 @@ array of the same shape) in one call, and round-trips through ``to_dict``/``from
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -97,6 +99,28 @@ class Schedule:
         cls = _REGISTRY[name]
         kwargs = {k: _decode(v) for k, v in d.items() if k != "name"}
         return cls(**kwargs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``to_dict()`` as JSON to ``path`` (``Schedule.load`` reads it back).
+
+        Example: ``Cosine(steps=100).save("cosine.json")``.
+        """
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh)
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> Schedule:
+        """The schedule a JSON file written by ``save`` (or by ``lrlab sweep --command``'s
+        ``{schedule}`` placeholder) describes; ValueError naming the file if it is not one.
+
+        Example: ``ScheduleLR(opt, Schedule.load(args.schedule))``.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read a schedule from {os.fspath(path)!r}: {exc}") from None
+        return Schedule.from_dict(d)
 
     def __repr__(self) -> str:
         args = ", ".join(

@@ -201,3 +201,42 @@ def load_task(spec: str, **options: Any) -> Task:
         return task.replace(**generic) if generic else task
     except ValueError as exc:
         raise ValueError(f"task builder {spec}: {exc}") from None
+
+
+def load_callable(spec: str, what: str = "trial function") -> tuple[Callable[..., Any], str | None]:
+    """The callable an import spec names (``pkg.mod:fn`` or ``path/to/file.py:fn``) and the
+    folder to keep on ``sys.path`` while it runs; one-line ValueError naming ``what``.
+
+    Example: ``fn, folder = load_callable("/abs/train.py:train")``.
+    """
+    try:
+        return _builder(resolve_task_spec(spec))
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("task spec", what, 1)) from None
+
+
+def callable_spec(fn: Callable[..., Any]) -> str:
+    """The import spec of a module-level function: ``pkg.mod:fn``, or ``/abs/file.py:fn`` for a
+    function of the running script (``__main__``); ValueError for lambdas, nested functions
+    and functions of an interactive session, which another process cannot import.
+
+    Example: ``callable_spec(train)`` -> ``"/home/me/sweep.py:train"`` inside ``sweep.py``.
+    """
+    name = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not callable(fn) or not name or not module:
+        raise ValueError(f"expected a module-level function, got {fn!r}")
+    if "<" in name:
+        raise ValueError(
+            f"{name} cannot be imported by a worker process: define it at module level "
+            "(not a lambda or a nested function)"
+        )
+    if module == "__main__":
+        path = getattr(sys.modules["__main__"], "__file__", None)
+        if not path:
+            raise ValueError(
+                f"{name} is defined in an interactive session; put it in a .py file so worker "
+                "processes can import it"
+            )
+        return f"{os.path.abspath(path)}:{name}"
+    return f"{module}:{name}"

@@ -30,6 +30,9 @@ from lrlab.tune.settings import (
 )
 from lrlab.tune.space import LogUniform, edge_side, extend_edge, grid_factor, log_grid
 from lrlab.tune.study import DEFAULT_STORAGE, Study, open_storage
+from lrlab.tune.trial_executors import LocalTrials, RayTrials, TrialExecutor
+from lrlab.tune.trial_sweep import sweep
+from lrlab.tune.trials import Trial
 
 __all__ = [
     "DEFAULT_SCHEDULES",
@@ -39,10 +42,14 @@ __all__ = [
     "STUDY_SCHEDULES",
     "Executor",
     "LocalExecutor",
+    "LocalTrials",
     "LogUniform",
     "RayExecutor",
+    "RayTrials",
     "Study",
     "StudySettings",
+    "Trial",
+    "TrialExecutor",
     "build_schedule",
     "derive_refined",
     "edge_side",
@@ -55,6 +62,7 @@ __all__ = [
     "predicted_exponent",
     "robustness",
     "seed_table",
+    "sweep",
     "tolerable_factor",
     "train_batch",
 ]

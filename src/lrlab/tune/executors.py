@@ -179,32 +179,12 @@ class RayExecutor(Executor):
         num_cpus: int = 1,
         runner: Runner = train_batch,
     ) -> None:
-        try:
-            import ray
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ValueError("the ray executor needs Ray: pip install 'lrlab[ray]'") from None
         self.local_cpus = check_int("local_cpus", local_cpus, lo=1)
         self.num_cpus = check_int("num_cpus", num_cpus, lo=1)
         self.runner = runner
-        self._started = False
-        if not ray.is_initialized():
-            src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(
-                        num_cpus=self.local_cpus,
-                        include_dashboard=False,
-                        log_to_driver=False,
-                        runtime_env={"env_vars": {"PYTHONPATH": path}},
-                    )
-            except Exception as exc:
-                raise ValueError(
-                    f"cannot start or reach Ray (address={address!r}): {exc}"
-                ) from None
-            self._started = True
+        self._started = start_ray(address, self.local_cpus)
+        import ray
+
         self._remote = ray.remote(num_cpus=self.num_cpus)(_ray_call)
 
     @property
@@ -235,6 +215,34 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started = False
+
+
+def start_ray(address: str | None, local_cpus: int) -> bool:
+    """Connect to Ray (``address``), reuse an initialised one, or start a local instance with
+    ``local_cpus`` CPUs, no dashboard and lrlab on its workers' path; True if it was started
+    here (the caller's ``close()`` then shuts it down). ValueError if Ray is missing or
+    unreachable."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ValueError("the ray executor needs Ray: pip install 'lrlab[ray]'") from None
+    if ray.is_initialized():
+        return False
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=local_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
+    except Exception as exc:
+        raise ValueError(f"cannot start or reach Ray (address={address!r}): {exc}") from None
+    return True
 
 
 def make_executor(

@@ -17,6 +17,7 @@ resumed study uses the stored schedule and never runs the pilot again.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,8 @@ def pilot_config(settings: StudySettings, default_lr: float) -> RunConfig:
 def pilot_norms(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     """Train the pilot; return its config and its per-step gradient norms (the norm that
     ``pilot_norm(settings.optimizer)`` names). ValueError if the pilot diverged."""
+    if settings.kind in ("function", "command"):
+        return _trial_pilot(settings)
     from lrlab.train import run_config
     from lrlab.tune.executors import resolve_task
 
@@ -70,6 +73,52 @@ def pilot_norms(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     return cfg, np.asarray(norms, dtype=np.float64)
 
 
+def _trial_pilot(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
+    """The pilot of a study of trial functions or commands: one trial (trial number -1) with
+    linear decay, ``pilot_lr`` and seed 0, run like the others (a worker process or a
+    subprocess); its reported ``grad_norm`` (l2) or ``grad_norm_l1`` per step."""
+    import tempfile
+
+    from lrlab.tune.trial_executors import LocalTrials
+
+    cfg = pilot_config(settings, settings.pilot_lr)
+    norm = pilot_norm(settings.optimizer)
+    with tempfile.TemporaryDirectory(prefix="lrlab-pilot-") as files:
+        spec = {
+            "kind": settings.kind,
+            "target": settings.task,
+            "number": -1,
+            "params": {"lr": cfg.lr, "seed": cfg.seed},
+            "schedule_name": "linear",
+            "schedule": cfg.schedule.to_dict(),
+            "steps": settings.steps,
+            "timeout": settings.timeout,
+            "workdir": settings.workdir,
+            "files": files,
+        }
+        with LocalTrials(1) as ex:
+            ((_, out),) = list(ex.map_trials([spec]))
+    where = f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed 0)"
+    if out["status"] != "ok":
+        last = out["error"].strip().splitlines()[-1] if out["error"].strip() else "no reason"
+        raise ValueError(f"{where} failed: {last}")
+    if out["diverged"]:
+        raise ValueError(f"{where} diverged; choose a smaller pilot_lr (--pilot-lr)")
+    key = "grad_norms_l1" if norm == "l1" else "grad_norms"
+    steps = np.asarray(out["steps"], dtype=np.int64)
+    vals = np.asarray(out[key], dtype=np.float64)
+    if not np.isfinite(vals).any():
+        arg = "grad_norm_l1" if norm == "l1" else "grad_norm"
+        raise ValueError(
+            f"{where} reported no {arg}: report it each step (trial.report(step, {arg}=...) "
+            f"or lrlab.report(step=..., {arg}=...)) for the refined schedule"
+        )
+    norms = np.full(settings.steps, np.nan)
+    ok = (steps >= 0) & (steps < settings.steps)
+    norms[steps[ok]] = vals[ok]
+    return cfg, norms
+
+
 def derive_refined(settings: StudySettings) -> dict[str, Any]:
     """Run the pilot and refine: ``{"schedule": FromArray dict, "pilot": description}``.
 
@@ -80,7 +129,10 @@ def derive_refined(settings: StudySettings) -> dict[str, Any]:
     cfg, norms = pilot_norms(settings)
     norm = pilot_norm(settings.optimizer)
     try:
-        out = refine(norms, norm=norm, tau=TAU, steps=settings.steps)
+        with warnings.catch_warnings():
+            if settings.kind != "batched":  # steps the user's code did not report are gaps
+                warnings.simplefilter("ignore", RuntimeWarning)
+            out = refine(norms, norm=norm, tau=TAU, steps=settings.steps)
     except ValueError as exc:
         raise ValueError(
             f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}) gave gradient "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +24,12 @@ from lrlab.tasks.spec import is_task_spec, resolve_task_spec
 from lrlab.train.methods import batched_method, check_options
 from lrlab.train.types import RunConfig, legacy_options
 from lrlab.tune.space import LogUniform
+from lrlab.tune.trials import PLACEHOLDERS, command_fields
 
+#: How a study's trials are trained: lrlab's batched trainer on a ``Task``, the user's trial
+#: function or command (``lrlab.tune.trials``), or by an external launcher (``lrlab ask/tell``).
+KINDS = ("batched", "function", "command", "external")
+EXECUTION_FIELDS = ("device", "timeout", "workdir")
 DEFAULT_SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear", "poly2")
 REFINED = "refined"
 #: The schedules of the built-in study (``lrlab sweep``): the closed-form ones and ``refined``.
@@ -122,15 +128,36 @@ class StudySettings:
     random: dict[str, Any] | None = None
     pilot_lr: float | None = None
     device: str = "cpu"
+    kind: str = "batched"
+    timeout: float | None = None
+    workdir: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.task, str) or not self.task:
-            raise ValueError(f"task must be a task name or an import spec, got {self.task!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        if is_task_spec(self.task):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not isinstance(self.task, str) or not self.task.strip():
+            what = {
+                "batched": "a task name or an import spec",
+                "function": "the import spec of a trial function",
+                "command": "a command template",
+                "external": "a label",
+            }[self.kind]
+            raise ValueError(f"task must be {what}, got {self.task!r}")
+        if self.kind == "batched" and is_task_spec(self.task):
+            set_("task", resolve_task_spec(self.task))
+        elif self.kind == "function":
             set_("task", resolve_task_spec(self.task))
         if not isinstance(self.task_options, dict):
             raise ValueError("task_options must be a dict of get_task options")
+        if self.kind != "batched" and self.task_options:
+            raise ValueError(f"task_options are for batched tasks, not {self.kind} trials")
+        if self.timeout is not None:
+            set_("timeout", check_real("timeout", self.timeout, 0.0, lo_open=True))
+        if self.workdir is not None:
+            if not isinstance(self.workdir, str) or not os.path.isdir(self.workdir):
+                raise ValueError(f"workdir must be an existing folder, got {self.workdir!r}")
+            set_("workdir", os.path.abspath(self.workdir))
         set_("task_options", dict(sorted(self.task_options.items())))
         set_("steps", check_int("steps", self.steps, lo=1))
         if isinstance(self.schedules, str) or not isinstance(self.schedules, Sequence):
@@ -156,6 +183,13 @@ class StudySettings:
             if REFINED not in specs:
                 raise ValueError("pilot_lr is only used by the 'refined' schedule; add it or drop")
             set_("pilot_lr", check_real("pilot_lr", self.pilot_lr, 0.0, lo_open=True))
+        if REFINED in specs and self.kind == "external":
+            raise ValueError(
+                "the 'refined' schedule needs a pilot run, which lrlab cannot start for external "
+                "trials; sweep a command or a trial function instead"
+            )
+        if REFINED in specs and self.kind != "batched" and self.pilot_lr is None:
+            raise ValueError(f"the 'refined' schedule of {self.kind} trials needs pilot_lr")
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {self.device!r}")
         lrs = tuple(check_real("lrs", x, 0.0, lo_open=True) for x in self.lrs)
@@ -188,6 +222,29 @@ class StudySettings:
             }
             set_("random", r)
             set_("lrs", ())
+        if self.kind == "command":
+            self._check_command()
+
+    def _check_command(self) -> None:
+        """Every placeholder is known, and the ones that tell trials apart are there."""
+        fields = command_fields(self.task)
+        known = set(PLACEHOLDERS) | set(self.searched)
+        unknown = sorted(fields - known)
+        if unknown:
+            raise ValueError(
+                f"command {self.task!r}: unknown placeholder(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        need = [k for k in self.searched if k not in fields]
+        if len(self.seeds) > 1 and "seed" not in fields:
+            need.append("seed")
+        if len(self.schedules) > 1 and not fields & {"schedule", "schedule_name"}:
+            need.append("schedule")
+        if need:
+            raise ValueError(
+                f"command {self.task!r} must use " + ", ".join(f"{{{k}}}" for k in need)
+                + " (else its trials would all be the same run)"
+            )
 
     @property
     def task_spec(self) -> dict[str, Any]:
@@ -258,12 +315,13 @@ class StudySettings:
     def differences(self, other: StudySettings) -> list[str]:
         """Human-readable ``key: stored -> requested`` lines where two settings differ.
 
-        ``device`` is where the runs train, not what they are, so it is never a difference.
+        ``device``, ``timeout`` and ``workdir`` say where and how long the runs train, not what
+        they are, so they are never a difference.
         """
         a, b = self.to_dict(), other.to_dict()
         out = []
         for k in a:
-            if k != "device" and not _same(a[k], b[k]):
+            if k not in EXECUTION_FIELDS and not _same(a[k], b[k]):
                 out.append(f"{k}: stored {a[k]!r}, requested {b[k]!r}")
         return out
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,8 +37,8 @@ from optuna.trial import TrialState
 from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.train.types import RunResult
-from lrlab.tune import pilot
-from lrlab.tune.executors import Executor, Progress, resolve_task
+from lrlab.tune import _optuna, pilot, trials
+from lrlab.tune.executors import CURVE_POINTS, Executor, Progress, resolve_task
 from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
 
@@ -45,6 +46,7 @@ DEFAULT_STORAGE = "sqlite:///lrlab.db"
 SETTINGS_ATTR = "lrlab_settings"
 EXTRA_ATTR = "lrlab_extra_lrs"
 REFINED_ATTR = "lrlab_refined"
+ERROR_ATTR = "error"
 Key = tuple[str, int, tuple[tuple[str, str], ...]]
 
 
@@ -142,13 +144,16 @@ class Study:
                 raise ValueError(
                     f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
                 )
-            resolve_task(settings.task_spec)  # a task that cannot be built creates no study
+            if settings.kind == "batched":
+                resolve_task(settings.task_spec)  # a task that cannot be built creates no study
             refined = pilot.derive_refined(settings) if REFINED in settings.schedules else None
             study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
             if refined is not None:
                 study.set_user_attr(REFINED_ATTR, refined)
-            return cls(study, settings)
+            out = cls(study, settings)
+            out.prepare()  # every trial waits in the storage from the start (lrlab ask)
+            return out
         study = optuna.load_study(study_name=name, storage=rdb)
         stored = study.user_attrs.get(SETTINGS_ATTR)
         if stored is None:
@@ -211,8 +216,7 @@ class Study:
         return out
 
     def _trial_key(self, t: optuna.trial.FrozenTrial) -> Key:
-        params = t.params if t.params else t.system_attrs.get("fixed_params", {})
-        return _key(params, self.settings.searched)
+        return _key(_optuna.fixed_params(t), self.settings.searched)
 
     def counts(self) -> dict[str, int]:
         """Number of trials by state name (``COMPLETE``, ``WAITING``, ``RUNNING``, ``FAIL``)."""
@@ -224,17 +228,22 @@ class Study:
         done = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return Counter(self._trial_key(t) for t in done)
 
-    def prepare(self) -> int:
-        """Fail stale RUNNING trials, enqueue missing ones; return how many are waiting."""
-        storage = self.optuna_study._storage
+    def prepare(self, *, retry_failed: bool = False) -> int:
+        """Fail stale RUNNING trials, enqueue missing ones; return how many are waiting.
+
+        A trial that failed with a recorded reason (the user's code raised, was killed or
+        timed out; ``tell(failed=True)``) counts as done unless ``retry_failed``; one left
+        RUNNING by a driver that died is always trained again.
+        """
         trials = self.optuna_study.get_trials(deepcopy=False)
         for t in trials:
             if t.state == TrialState.RUNNING:
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                _optuna.fail(self.optuna_study, t)
         have = {
             self._trial_key(t)
             for t in trials
             if t.state in (TrialState.COMPLETE, TrialState.WAITING)
+            or (not retry_failed and t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs)
         }
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         for key, params in self.expected().items():
@@ -251,8 +260,9 @@ class Study:
         batch_size: int = 0,
         progress: Progress | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        retry_failed: bool = False,
     ) -> int:
-        """Train every pending trial; return how many were completed now.
+        """Train every pending trial; return how many were told now (complete or failed).
 
         Trials are asked all at once, split into batches of ``batch_size`` (0: one batch per
         worker of the executor, ``executor.parallelism``; in-process that is one batch of
@@ -261,9 +271,16 @@ class Study:
         trial count.
         """
         batch_size = check_int("batch_size", batch_size, lo=0)
-        if self.prepare() == 0:
+        if self.settings.kind == "external":
+            raise ValueError(
+                f"the trials of study {self.name!r} are run by an external launcher: "
+                "lrlab ask / lrlab tell"
+            )
+        if self.prepare(retry_failed=retry_failed) == 0:
             return 0
         asked = self._claim_waiting()
+        if self.settings.kind != "batched":
+            return self._run_trials(executor, asked, on_batch)
         n = len(asked)
         asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
         size = batch_size or math.ceil(n / max(1, executor.parallelism))
@@ -305,21 +322,23 @@ class Study:
         This is what ``optuna.Study.ask`` does for one enqueued trial, done for all of them
         with one read of the trial list (``ask`` rereads it per trial).
         """
-        storage = self.optuna_study._storage
-        dists = self._distributions()
         out = []
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                trial = optuna.Trial(self.optuna_study, t._trial_id)
-                for name, dist in dists.items():
-                    if isinstance(dist, CategoricalDistribution):
-                        trial.suggest_categorical(name, dist.choices)
-                    elif isinstance(dist, IntDistribution):
-                        trial.suggest_int(name, dist.low, dist.high)
-                    else:
-                        trial.suggest_float(name, dist.low, dist.high, log=True)
-                out.append(trial)
+            if _optuna.claim(self.optuna_study, t):
+                out.append(self._suggest(t))
         return out
+
+    def _suggest(self, t: optuna.trial.FrozenTrial) -> optuna.Trial:
+        """Suggest a claimed trial's enqueued parameters (so they become its params)."""
+        trial = _optuna.attach(self.optuna_study, t)
+        for name, dist in self._distributions().items():
+            if isinstance(dist, CategoricalDistribution):
+                trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                trial.suggest_int(name, dist.low, dist.high)
+            else:
+                trial.suggest_float(name, dist.low, dist.high, log=True)
+        return trial
 
     def _point(self, params: dict[str, Any]) -> dict[str, float]:
         return {k: float(params[k]) for k in self.settings.searched}
@@ -339,6 +358,151 @@ class Study:
         trial.set_user_attr("diverged", diverged)
         trial.set_user_attr("run", run)
         self.optuna_study.tell(trial, math.inf if diverged else float(res.final_loss))
+
+    # -- trials of the user's code (lrlab.tune.trials) ------------------------------------------
+    def trial_spec(
+        self, params: dict[str, Any], number: int, files: str, built: dict[str, Schedule]
+    ) -> dict[str, Any]:
+        """The spec a worker trains (``lrlab.tune.trials``) for a trial with ``params``."""
+        s = self.settings
+        return {
+            "kind": s.kind,
+            "target": s.task,
+            "number": int(number),
+            "params": {**self._point(params), "seed": int(params["seed"])},
+            "schedule_name": params["schedule"],
+            "schedule": built[params["schedule"]].to_dict(),
+            "steps": s.steps,
+            "timeout": s.timeout,
+            "workdir": s.workdir,
+            "files": files,
+        }
+
+    def _run_trials(
+        self,
+        executor: Any,
+        asked: list[optuna.Trial],
+        on_batch: Callable[[int, int], None] | None,
+    ) -> int:
+        built = self.schedules()
+        asked.sort(key=lambda t: (t.params["schedule"], t.params["seed"], t.params["lr"]))
+        told, n = 0, len(asked)
+        with tempfile.TemporaryDirectory(prefix="lrlab-trials-") as files:
+            specs = [self.trial_spec(t.params, t.number, files, built) for t in asked]
+            pending = set(range(n))
+            try:
+                for i, outcome in executor.map_trials(specs):
+                    self._tell_outcome(asked[i], outcome)
+                    pending.discard(i)
+                    told += 1
+                    if on_batch is not None:
+                        on_batch(told, n)
+            except BaseException:
+                for i in pending:
+                    self.optuna_study.tell(asked[i], state=TrialState.FAIL, skip_if_finished=True)
+                raise
+        return told
+
+    def _tell_outcome(self, trial: optuna.Trial, out: dict[str, Any]) -> None:
+        """Store a trial's outcome: COMPLETE with its result, or FAIL with its reason."""
+        if out["status"] != "ok":
+            trial.set_user_attr(ERROR_ATTR, str(out["error"]))
+            self.optuna_study.tell(trial, state=TrialState.FAIL)
+            return
+        steps = np.asarray(out["steps"], dtype=np.int64)
+        losses = np.asarray(out["losses"], dtype=np.float64)
+        if steps.size > CURVE_POINTS:
+            keep = np.unique(np.linspace(0, steps.size - 1, CURVE_POINTS).round().astype(int))
+            steps, losses = steps[keep], losses[keep]
+        res = RunResult(
+            config=None,  # type: ignore[arg-type]
+            final_loss=math.inf if out["loss"] is None else float(out["loss"]),
+            test_metric=out["metric"],
+            diverged=bool(out["diverged"]),
+            diverged_at=out["diverged_at"],
+            curve_steps=steps,
+            curve_loss=losses,
+        )
+        self._tell(trial, res)
+
+    def ask(self, files: str) -> dict[str, Any] | None:
+        """Claim the next waiting trial for an external launcher; None when none is waiting.
+
+        Returns ``{"study", "trial", "lr", "seed", "schedule" (path of the schedule's JSON,
+        written under ``files``), "schedule_name", "steps", **other searched values}``. Each
+        trial is handed out once, also to concurrent callers on other machines.
+        """
+        built = self.schedules()
+        os.makedirs(files, exist_ok=True)
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if _optuna.claim(self.optuna_study, t):
+                trial = self._suggest(t)
+                spec = self.trial_spec(trial.params, trial.number, files, built)
+                path = trials.schedule_file(files, spec["schedule_name"], spec["schedule"])
+                return {
+                    "study": self.name,
+                    "trial": trial.number,
+                    **spec["params"],
+                    "schedule": path,
+                    "schedule_name": spec["schedule_name"],
+                    "steps": spec["steps"],
+                }
+        return None
+
+    def tell(
+        self,
+        number: int,
+        loss: float | None = None,
+        *,
+        metric: float | None = None,
+        failed: str | None = None,
+    ) -> None:
+        """Record the result of trial ``number`` claimed by ``ask``: its final ``loss``
+        (non-finite: diverged) and ``metric``, or ``failed`` = the reason it failed.
+
+        ValueError if the trial is not running (never claimed, already told, or re-queued by
+        a resume after its claim went stale)."""
+        t = _optuna.by_number(self.optuna_study, check_int("trial", number, lo=0))
+        if t.state != TrialState.RUNNING:
+            raise ValueError(
+                f"trial {number} of study {self.name!r} is {t.state.name}, not RUNNING: it was "
+                "never claimed with ask, is already told, or was re-queued by a resume"
+            )
+        if (failed is None) == (loss is None):
+            raise ValueError("tell needs either a loss or failed=<reason>")
+        trial = _optuna.attach(self.optuna_study, t)
+        if failed is not None:
+            out = trials.failed(str(failed) or "reported failed")
+        else:
+            out = trials.outcome(loss=float(loss), metric=metric)
+        self._tell_outcome(trial, out)
+
+    def failures(self) -> pd.DataFrame:
+        """One row per (point, schedule, seed) whose latest trial failed with a reason (and
+        that is not complete or queued again): trial, schedule, seed, lr, error."""
+        rows = []
+        done = {
+            self._trial_key(t)
+            for t in self.optuna_study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+            )
+        }
+        latest: dict[Key, optuna.trial.FrozenTrial] = {}
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if ERROR_ATTR in t.user_attrs and t.params and self._trial_key(t) not in done:
+                latest[self._trial_key(t)] = t  # trials come in number order: the last wins
+        for t in latest.values():
+            p = t.params
+            rows.append(
+                {
+                    "trial": t.number,
+                    "schedule": p["schedule"],
+                    "seed": int(p["seed"]),
+                    "lr": float(p["lr"]),
+                    "error": t.user_attrs[ERROR_ATTR],
+                }
+            )
+        return pd.DataFrame(rows, columns=["trial", "schedule", "seed", "lr", "error"])
 
     # -- the edge rule ------------------------------------------------------------------------
     def extend_edges(self, points: int = 2) -> dict[str, list[float]]:
