@@ -511,11 +511,12 @@ def _print_failures(console, study, shown: int = 5) -> None:
     if df.empty:
         return
     console.print(f"[bold red]{len(df)} trials failed[/] (stored with their reasons):")
+    from lrlab.tune.trials import summary
+
     for row in df.head(shown).itertuples(index=False):
-        lines = [x for x in str(row.error).strip().splitlines() if x.strip()]
         console.print(
             f"  trial {row.trial} ({row.schedule}, lr {row.lr:g}, seed {row.seed}): "
-            + (lines[-1].strip() if lines else "no reason"),
+            + summary(row.error),
             markup=False,
             highlight=False,
         )

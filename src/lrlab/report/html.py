@@ -17,6 +17,7 @@ from lrlab.report.export import export
 from lrlab.report.plots import gap_vs_rho_figure, loss_vs_lr_figure, schedule_shapes_figure
 from lrlab.schedules import Schedule
 from lrlab.tune.analysis import RHOS, robustness, seed_table
+from lrlab.tune.trials import summary
 
 PNGS = ("loss_vs_lr.png", "gap_vs_rho.png", "schedules.png")
 
@@ -62,11 +63,6 @@ _CSS = (
 )
 
 
-def _last_line(text: str) -> str:
-    lines = [x for x in str(text).strip().splitlines() if x.strip()]
-    return lines[-1].strip() if lines else ""
-
-
 def write_report(
     df: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -105,10 +101,10 @@ def write_report(
     images = []
     failed = ""
     if failures is not None and not failures.empty:
-        shown = failures.assign(error=failures["error"].map(_last_line))
+        shown = failures.assign(error=failures["error"].map(summary))
         failed = (
             f"<h2>Failed trials ({len(failures)})</h2><p>Not in the tables above; the reason "
-            "is the last line of each trial's traceback or stderr (lrlab sweep --resume "
+            "ends with the last line of each trial's traceback or output (lrlab sweep --resume "
             "--retry-failed trains them again).</p>" + _html_table(shown)
         )
     for name, fig in figs.items():

@@ -10,9 +10,12 @@ pins each behaviour relied on here; check it against a new Optuna release before
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import optuna
+import sqlalchemy
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 #: How often a claim is retried when the database is busy with another writer.
@@ -43,14 +46,31 @@ def _retry(fn, *args: Any) -> Any:
     return None  # pragma: no cover
 
 
-def claim(study: optuna.Study, t: FrozenTrial) -> bool:
-    """Move a WAITING trial to RUNNING; False if another process claimed or finished it."""
-    try:
-        return bool(
-            _retry(_storage(study).set_trial_state_values, t._trial_id, TrialState.RUNNING)
+def _rdb(study: optuna.Study) -> optuna.storages.RDBStorage:
+    """The RDB storage under Optuna's caching wrapper."""
+    storage = _storage(study)
+    return getattr(storage, "_backend", storage)
+
+
+def _claim_once(study: optuna.Study, trial_id: int) -> bool:
+    # One conditional UPDATE: atomic in SQLite and PostgreSQL alike. Optuna's own
+    # set_trial_state_values reads the state, then writes it; under SQLite two processes can
+    # both read WAITING and both claim the trial.
+    table = models.TrialModel
+    with _rdb(study).engine.begin() as conn:
+        res = conn.execute(
+            sqlalchemy.update(table)
+            .where(table.trial_id == trial_id, table.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=datetime.now())
         )
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
+        return res.rowcount == 1
+
+
+def claim(study: optuna.Study, t: FrozenTrial) -> bool:
+    """Move a WAITING trial to RUNNING; False if another process claimed or finished it.
+
+    Each trial is claimed by exactly one caller, however many processes ask at once."""
+    return bool(_retry(_claim_once, study, t._trial_id))
 
 
 def fail(study: optuna.Study, t: FrozenTrial) -> None:

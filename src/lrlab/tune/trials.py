@@ -57,6 +57,17 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return out[-TAIL_CHARS:]
 
 
+def summary(error: str) -> str:
+    """A failure reason on one line: the exception of a traceback, or lrlab's own reason
+    followed by the last line of the output it quotes."""
+    lines = [x.strip() for x in str(error).strip().splitlines() if x.strip()]
+    if not lines:
+        return "no reason given"
+    if lines[0].startswith("Traceback") or len(lines) == 1:
+        return lines[-1]
+    return f"{lines[0]}: {lines[-1]}"
+
+
 def command_fields(template: str) -> set[str]:
     """The placeholder names of a command template; ValueError if it does not parse."""
     try:
