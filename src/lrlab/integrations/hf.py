@@ -105,7 +105,7 @@ class LrlabTrainerCallback(TrainerCallback):
         if not (log_path is None or log_path is False or isinstance(log_path, (str, Path))):
             raise ValueError(f"log_path must be a path, None or False, got {log_path!r}")
         self.log_path = log_path
-        self.log = None if log_path is False else NormLog(flush_every)
+        self.norm_log = None if log_path is False else NormLog(flush_every)
         self.peaks: list[float] | None = None
         self._handle: Any = None
         self._optimizer: Any = None
@@ -141,10 +141,10 @@ class LrlabTrainerCallback(TrainerCallback):
             )
 
     def _loss_hook(self, module: Any, args: Any, kwargs: Any, output: Any) -> None:
-        if module.training and self.log is not None:
+        if module.training and self.norm_log is not None:
             loss = model_loss(output)
             if loss is not None:
-                self.log.add_loss(loss, part=kwargs.get("num_items_in_batch") is not None)
+                self.norm_log.add_loss(loss, part=kwargs.get("num_items_in_batch") is not None)
 
     # -- events -----------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
@@ -154,8 +154,8 @@ class LrlabTrainerCallback(TrainerCallback):
             self._adopt_scheduler(args, optimizer, scheduler)
             self._drive(optimizer, state.global_step)
         model = kwargs.get("model")
-        if self.log is not None:
-            self.log.clear_loss()
+        if self.norm_log is not None:
+            self.norm_log.clear_loss()
             if model is not None and self._handle is None:
                 self._handle = model.register_forward_hook(self._loss_hook, with_kwargs=True)
         set_mode([optimizer], train=not args.eval_on_start)
@@ -167,8 +167,8 @@ class LrlabTrainerCallback(TrainerCallback):
         optimizer = kwargs.get("optimizer")
         set_mode([optimizer], train=True)
         self._drive(optimizer, state.global_step)
-        if self.log is not None and optimizer is not None:
-            self.log.record(innermost(optimizer), state.global_step)
+        if self.norm_log is not None and optimizer is not None:
+            self.norm_log.record(innermost(optimizer), state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         optimizer = kwargs.get("optimizer")
@@ -185,6 +185,6 @@ class LrlabTrainerCallback(TrainerCallback):
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-        if self.log is not None and state.is_world_process_zero:
+        if self.norm_log is not None and state.is_world_process_zero:
             path = self.log_path or Path(args.output_dir) / "grad_norms.csv"
-            self.log.save(path)
+            self.norm_log.save(path)

@@ -96,7 +96,7 @@ class LrlabLightningCallback(Callback):
         if not (log_path is None or log_path is False or isinstance(log_path, (str, Path))):
             raise ValueError(f"log_path must be a path, None or False, got {log_path!r}")
         self.log_path = log_path
-        self.log = None if log_path is False else NormLog(flush_every)
+        self.norm_log = None if log_path is False else NormLog(flush_every)
         self.peaks: list[float] | None = None
         self._restored_peaks: list[float] | None = None
 
@@ -154,27 +154,27 @@ class LrlabLightningCallback(Callback):
             self._setup_lr(trainer)
         set_mode(self._optimizers(trainer), train=True)
         self._drive(trainer)
-        if self.log is not None:
-            self.log.clear_loss()
+        if self.norm_log is not None:
+            self.norm_log.clear_loss()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         set_mode(self._optimizers(trainer), train=True)
         self._drive(trainer)
 
     def on_before_backward(self, trainer, pl_module, loss):
-        if self.log is not None and trainer.training:
-            self.log.add_loss(loss.detach() * trainer.accumulate_grad_batches)
+        if self.norm_log is not None and trainer.training:
+            self.norm_log.add_loss(loss.detach() * trainer.accumulate_grad_batches)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         self._drive(trainer)
-        if self.log is not None:
-            self.log.record(innermost(optimizer), trainer.global_step)
+        if self.norm_log is not None:
+            self.norm_log.record(innermost(optimizer), trainer.global_step)
 
     def on_train_end(self, trainer, pl_module):
         set_mode(self._optimizers(trainer), train=False)
-        if self.log is not None and trainer.is_global_zero:
+        if self.norm_log is not None and trainer.is_global_zero:
             path = self.log_path or Path(trainer.default_root_dir) / "grad_norms.csv"
-            self.log.save(path)
+            self.norm_log.save(path)
 
     # -- evaluation and checkpoints ---------------------------------------------------------
     def on_validation_start(self, trainer, pl_module):
@@ -194,13 +194,13 @@ class LrlabLightningCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         """The gradient-norm log so far and the peak lrs."""
         out: dict[str, Any] = {"peaks": None if self.peaks is None else list(self.peaks)}
-        if self.log is not None:
-            out["log"] = self.log.state_dict()
+        if self.norm_log is not None:
+            out["log"] = self.norm_log.state_dict()
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the log and keep the peak lrs of a saved run."""
         peaks = state_dict.get("peaks")
         self._restored_peaks = None if peaks is None else [float(p) for p in peaks]
-        if self.log is not None and "log" in state_dict:
-            self.log.load_state_dict(state_dict["log"])
+        if self.norm_log is not None and "log" in state_dict:
+            self.norm_log.load_state_dict(state_dict["log"])
