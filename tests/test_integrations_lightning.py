@@ -51,6 +51,8 @@ class Net(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):  # runs after the callbacks' hook
         opt = self.trainer.optimizers[0]
+        if not callable(getattr(opt, "eval", None)):
+            return
         self.saves.append(
             {
                 "mode": optimizer_mode(opt),
@@ -231,3 +233,30 @@ def test_schedule_free_eval_mode_for_validation_and_checkpoints(tmp_path, kind: 
     for save in net.saves:  # the checkpoint holds x and an optimizer state in eval mode
         assert save == {"mode": False, "weights_match": True, "saved_mode": False}
     assert not optimizer_mode(net.trainer.optimizers[0])  # training ends in eval mode
+
+
+def test_resume_from_checkpoint_continues_lrs_and_log(tmp_path) -> None:
+    schedule = Warmup(Cosine(8, 0.1), 2)
+    seen: list[list[float]] = []
+
+    def make_opt(params):
+        opt = two_groups(params)
+        opt.register_step_post_hook(
+            lambda o, a, k: seen.append([float(g["lr"]) for g in o.param_groups])
+        )
+        return opt
+
+    log = tmp_path / "pilot.csv"
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=4)
+    cb = LrlabLightningCallback(schedule, log_path=log)
+    trainer(tmp_path, [cb, ckpt], enable_checkpointing=True, max_steps=4).fit(
+        Net(make_opt), loader()
+    )
+    (path,) = (tmp_path / "ckpt").glob("*.ckpt")
+    cb = LrlabLightningCallback(schedule, log_path=log)  # a fresh process: nothing in memory
+    trainer(tmp_path, [cb], max_steps=8).fit(Net(make_opt), loader(), ckpt_path=str(path))
+    expect = schedule_lr_reference(schedule, [0.1, 0.05], 8)
+    np.testing.assert_allclose(np.array(seen), expect, rtol=1e-15, atol=0)
+    frame = read_log(log)
+    assert frame["step"].tolist() == list(range(8))
+    assert np.isfinite(frame[["grad_norm_l2", "grad_norm_l1", "loss"]].to_numpy()).all()
