@@ -21,6 +21,10 @@ from lrlab.torchx import ScheduleLR  # noqa: E402
 from lrlab.torchx.recorder import read_log  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You defined a `validation_step`:UserWarning"),
+    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
+]
 
 
 class Net(pl.LightningModule):
@@ -38,7 +42,7 @@ class Net(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.losses.append(float(loss))
+        self.losses.append(float(loss.detach()))
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -235,6 +239,8 @@ def test_schedule_free_eval_mode_for_validation_and_checkpoints(tmp_path, kind: 
     assert not optimizer_mode(net.trainer.optimizers[0])  # training ends in eval mode
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before")
 def test_resume_from_checkpoint_continues_lrs_and_log(tmp_path) -> None:
     schedule = Warmup(Cosine(8, 0.1), 2)
     seen: list[list[float]] = []

@@ -246,7 +246,7 @@ class NormLog:
         frame = self.frame()
         return {
             "steps": frame[LOG_COLUMNS[0]].tolist(),
-            "rows": torch.from_numpy(frame[list(LOG_COLUMNS[1:])].to_numpy(dtype=np.float64)),
+            "rows": torch.tensor(frame[list(LOG_COLUMNS[1:])].to_numpy(dtype=np.float64)),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

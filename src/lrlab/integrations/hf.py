@@ -108,7 +108,6 @@ class LrlabTrainerCallback(TrainerCallback):
         self.norm_log = None if log_path is False else NormLog(flush_every)
         self.peaks: list[float] | None = None
         self._handle: Any = None
-        self._optimizer: Any = None
 
     # -- helpers ----------------------------------------------------------------------------
     def _drive(self, optimizer: Any, step: int) -> None:
@@ -149,7 +148,6 @@ class LrlabTrainerCallback(TrainerCallback):
     # -- events -----------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         optimizer, scheduler = kwargs.get("optimizer"), kwargs.get("lr_scheduler")
-        self._optimizer = optimizer
         if self.driver is not None and optimizer is not None:
             self._adopt_scheduler(args, optimizer, scheduler)
             self._drive(optimizer, state.global_step)
