@@ -164,3 +164,94 @@ def test_param_group_added_after_construction_is_a_clear_error():
     opt.add_param_group({"params": [w2], "lr": 0.2})
     with pytest.raises(ValueError, match="add_param_group"):
         sched.step()
+
+
+def test_runs_lr_scheduler_init_initial_lr_and_base_lrs() -> None:
+    opt = make_opt((0.1, 0.02))
+    sched = ScheduleLR(opt, Warmup(Linear(10), 2))
+    assert [g["initial_lr"] for g in opt.param_groups] == [0.1, 0.02]
+    assert sched.base_lrs == [0.1, 0.02]
+    assert hasattr(opt.step, "_wrapped_by_lr_sched")  # LRScheduler.__init__ ran
+    opt2 = make_opt((1.0, 1.0))
+    sched2 = ScheduleLR(opt2, Linear(10), peak_lrs=[0.4, 0.8])
+    assert [g["initial_lr"] for g in opt2.param_groups] == [0.4, 0.8]
+    assert sched2.base_lrs == [0.4, 0.8]
+    # a later scheduler takes its default peak from initial_lr, not from the lr just set
+    assert ScheduleLR(opt, Constant()).base_lrs == [0.1, 0.02]
+
+
+def test_step_with_epoch_jumps_in_closed_form() -> None:
+    s = Cosine(50, 0.1)
+    opt = make_opt((0.3,))
+    sched = ScheduleLR(opt, s, chunk=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in (17, 3, 40, 0):
+            sched.step(t)
+            assert sched.last_epoch == t
+            assert opt.param_groups[0]["lr"] == 0.3 * float(s(t))
+    sched.step()
+    assert opt.param_groups[0]["lr"] == 0.3 * float(s(1))
+    with pytest.raises(ValueError, match="epoch"):
+        sched.step(-2)
+
+
+def test_sequential_lr_of_two_schedule_lrs() -> None:
+    s1, s2, m = Warmup(Constant(), 4), Cosine(20, 0.05), 6
+    opt = make_opt((0.1, 0.02))
+    first = ScheduleLR(opt, s1)
+    second = ScheduleLR(opt, s2, peak_lrs=[0.05, 0.01])
+    seq = torch.optim.lr_scheduler.SequentialLR(opt, [first, second], milestones=[m])
+    lrs = np.array(run(opt, seq, 24))
+    # step t uses peak1 * s1(t) before the milestone, peak2 * s2(t - m) from it on
+    t = np.arange(24)
+    f1, f2 = s1(t), s2(np.maximum(t - m, 0))
+    for j, (p1, p2) in enumerate([(0.1, 0.05), (0.02, 0.01)]):
+        expect = np.where(t < m, p1 * f1, p2 * f2)
+        np.testing.assert_allclose(lrs[:, j], expect, rtol=1e-15, atol=0)
+    assert lrs[0, 0] == 0.0 and lrs[m, 0] == 0.05  # warm-up starts at 0; s2(0) = 1
+
+
+def test_sequential_lr_state_dict_resumes_on_both_sides_of_the_milestone() -> None:
+    s1, s2, m = Linear(8), Cosine(30), 8
+
+    def build():
+        opt = make_opt((0.2,))
+        seq = torch.optim.lr_scheduler.SequentialLR(
+            opt, [ScheduleLR(opt, s1), ScheduleLR(opt, s2)], milestones=[m]
+        )
+        return opt, seq
+
+    opt, seq = build()
+    full = run(opt, seq, 20)
+    for cut in (5, 13):
+        opt1, seq1 = build()
+        head = run(opt1, seq1, cut)
+        buf = io.BytesIO()
+        torch.save(seq1.state_dict(), buf)
+        buf.seek(0)
+        opt2, seq2 = build()
+        seq2.load_state_dict(torch.load(buf, weights_only=True))
+        assert head + run(opt2, seq2, 20 - cut) == full
+
+
+def test_chained_scheduler_with_schedule_lr() -> None:
+    from torch.optim.lr_scheduler import ChainedScheduler, ExponentialLR, MultiplicativeLR
+
+    s = Warmup(Cosine(30, 0.1), 3)
+
+    def factor(e: int) -> float:
+        return 0.5 + 0.25 * (e % 3)
+
+    opt = make_opt((0.1,))
+    chain = ChainedScheduler([ScheduleLR(opt, s), MultiplicativeLR(opt, factor)])
+    lrs = np.array(run(opt, chain, 30))[:, 0]
+    # ScheduleLR sets peak * s(t) afresh; MultiplicativeLR scales it by factor(t) for t >= 1
+    t = np.arange(30)
+    mult = np.array([1.0] + [factor(e) for e in range(1, 30)])
+    np.testing.assert_allclose(lrs, 0.1 * s(t) * mult, rtol=1e-15, atol=0)
+
+    opt = make_opt((0.1,))  # a ScheduleLR listed last overwrites what came before it
+    chain = ChainedScheduler([ExponentialLR(opt, 0.5), ScheduleLR(opt, s)])
+    lrs = np.array(run(opt, chain, 30))[:, 0]
+    np.testing.assert_allclose(lrs, 0.1 * s(t), rtol=1e-15, atol=0)

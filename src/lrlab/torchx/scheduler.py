@@ -20,14 +20,35 @@ class ScheduleLR(LRScheduler):
     one. With the usual per-batch loop ``optimizer.step(); scheduler.step()``, optimizer step t
     (0-indexed) uses exactly ``peak * s(t)``. The order of the two calls is not policed (there is
     no warning trap): the lr is a pure function of the count of ``scheduler.step()`` calls.
+    ``step(t)`` jumps to step t (closed form, no warning), which torch's composite schedulers
+    use.
 
-    ``peak_lrs`` is one number or one per param group; by default each group's lr at
-    construction. When a group's lr is a ``torch.Tensor`` it is written in place
-    (``fill_``), so ``torch.compile`` sees the same tensor and does not recompile.
+    ``peak_lrs`` is one number or one per param group; by default each group's ``initial_lr``
+    (set by the first scheduler built on the optimizer), else its lr at construction. The
+    constructor runs ``LRScheduler.__init__``: groups without an ``initial_lr`` get the peak as
+    their ``initial_lr``, and ``base_lrs`` holds the peaks. When a group's lr is a
+    ``torch.Tensor`` it is written in place (``fill_``), so ``torch.compile`` sees the same
+    tensor and does not recompile.
+
+    Inside torch's composite schedulers:
+
+    * ``SequentialLR(opt, [ScheduleLR(opt, s1), ScheduleLR(opt, s2)], milestones=[m])``: step t
+      uses ``peak1 * s1(t)`` for t < m and ``peak2 * s2(t - m)`` for t >= m (each restarts its
+      own count at its milestone).
+    * ``ChainedScheduler``: each step sets ``peak * s(t)`` afresh, so schedulers listed before
+      the ``ScheduleLR`` are overwritten and chainable ones after it (``MultiplicativeLR``,
+      ``ExponentialLR``, ...) multiply that value for that step only.
 
     ``state_dict()`` holds the step count, the schedule's ``to_dict()`` and the peak lrs;
     ``load_state_dict`` refuses (``ValueError``) a state made with a different schedule, and sets
-    the groups' lr for the restored step at once.
+    the groups' lr for the restored step at once (unless the state is of a scheduler that has not
+    started, ``last_epoch == -1``, as a later member of a ``SequentialLR`` before its milestone).
+
+    Args:
+        optimizer: the torch optimizer whose param groups are driven.
+        schedule: the lrlab ``Schedule`` s(t).
+        peak_lrs: the lr at s = 1, one number or one per param group.
+        chunk: how many s(t) values are computed per array call and cached.
 
     Example::
 
@@ -50,7 +71,7 @@ class ScheduleLR(LRScheduler):
             raise ValueError(f"schedule must be an lrlab Schedule, got {schedule!r}")
         groups = optimizer.param_groups
         if peak_lrs is None:
-            peaks = [float(g["lr"]) for g in groups]
+            peaks = [float(g.get("initial_lr", g["lr"])) for g in groups]
         elif isinstance(peak_lrs, (list, tuple)):
             if len(peak_lrs) != len(groups):
                 raise ValueError(
@@ -60,16 +81,20 @@ class ScheduleLR(LRScheduler):
             peaks = list(peak_lrs)
         else:
             peaks = [peak_lrs] * len(groups)
-        self.optimizer = optimizer
         self.schedule = schedule
         self._config = schedule.to_dict()
         self._chunk = check_int("chunk", chunk, lo=1)
-        self.base_lrs = [check_real(f"peak_lrs[{i}]", p, 0.0) for i, p in enumerate(peaks)]
-        self.last_epoch = -1
-        self._step_count = 0
+        self._peaks = [check_real(f"peak_lrs[{i}]", p, 0.0) for i, p in enumerate(peaks)]
         self._cache: list[float] = []
         self._cache_start = 0
-        self.step()
+        for group, peak in zip(groups, self._peaks, strict=True):
+            group.setdefault("initial_lr", peak)
+        super().__init__(optimizer)
+
+    def _initial_step(self) -> None:
+        # LRScheduler.__init__ read base_lrs from the groups' initial_lr; the peaks rule here.
+        self.base_lrs = list(self._peaks)
+        super()._initial_step()
 
     def _factor(self, t: int) -> float:
         i = t - self._cache_start
@@ -96,10 +121,18 @@ class ScheduleLR(LRScheduler):
                 group["lr"] = lr
         self._last_lr = lrs
 
-    def step(self) -> None:  # type: ignore[override]
-        """Advance one step and set every group's lr to ``peak * s(step)``."""
-        self.last_epoch += 1
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one step (or jump to step ``epoch``) and set every group's lr to
+        ``peak * s(step)``."""
         self._step_count += 1
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        # also called directly by SequentialLR (``_update_lr(0)`` at a milestone)
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            self.last_epoch = check_int("epoch", epoch, lo=0)
         self._apply()
 
     def get_lr(self) -> list[float]:
@@ -140,8 +173,10 @@ class ScheduleLR(LRScheduler):
                 f"state_dict has {len(base)} peak lrs but the optimizer has "
                 f"{len(self.optimizer.param_groups)} param groups"
             )
-        self.base_lrs = [check_real(f"base_lrs[{i}]", b, 0.0) for i, b in enumerate(base)]
-        self.last_epoch = check_int("last_epoch", state_dict["last_epoch"], lo=0)
+        self._peaks = [check_real(f"base_lrs[{i}]", b, 0.0) for i, b in enumerate(base)]
+        self.base_lrs = list(self._peaks)
+        self.last_epoch = check_int("last_epoch", state_dict["last_epoch"], lo=-1)
         self._step_count = check_int("step_count", state_dict["step_count"], lo=0)
         self._cache = []
-        self._apply()
+        if self.last_epoch >= 0:  # -1: not started yet (a later member of a SequentialLR)
+            self._apply()
