@@ -9,6 +9,26 @@ robustness reports (``lrlab.tune``, ``lrlab.report``).
 
 __version__ = "0.1.0"
 
-from lrlab.reporting import report  # noqa: E402  (torch-free: what a swept script reports)
+# Names served lazily from their modules (so ``import lrlab`` and ``import lrlab.schedules``
+# never import torch): name -> "module:attribute".
+_LAZY = {
+    "find_lr": "lrlab.torchx.find_lr:find_lr",
+    "RangeTest": "lrlab.rangetest:RangeTest",
+    "report": "lrlab.reporting:report",
+}
 
-__all__ = ["__version__", "report"]
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'lrlab' has no attribute {name!r}")
+    import importlib
+
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

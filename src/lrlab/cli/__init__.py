@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Modules under lrlab.cli that add subcommands: each defines register(subparsers).
-COMMAND_MODULES = ("schedules_cmd", "theory_cmd", "sweep_cmd", "trials_cmd")
+COMMAND_MODULES = ("schedules_cmd", "theory_cmd", "sweep_cmd", "find_cmd", "trials_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,9 @@ Example::
     print(report.robustness)
 """
 
+import sys
+import types
+
 from lrlab.report.export import export
 from lrlab.report.html import PNGS, Report, write_report
 from lrlab.report.plots import gap_vs_rho_figure, loss_vs_lr_figure, schedule_shapes_figure
@@ -24,3 +27,17 @@ __all__ = [
     "study_report",
     "write_report",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``lrlab.report(loss=...)`` is how a swept script reports (``lrlab.reporting.report``).
+    Once this package is imported, the attribute ``lrlab.report`` is the package, so calling
+    the package does the same."""
+
+    def __call__(self, *args, **kwargs):
+        from lrlab.reporting import report
+
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
