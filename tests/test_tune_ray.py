@@ -53,3 +53,22 @@ def test_ray_workers_load_a_file_spec(ray_executor, tmp_path, monkeypatch):
     cols = ["schedule", "lr", "seed", "final_loss", "test_metric", "diverged"]
     assert a.results()[cols].equals(b.results()[cols])
     assert set(a.complete_counts().values()) == {1}
+
+
+def test_ray_trials_fail_one_trial_per_crash_and_complete_the_rest(ray_executor, tmp_path):
+    from pathlib import Path
+
+    from lrlab.tune import RayTrials
+
+    fn = f"{Path(__file__).parent / 'trial_fns.py'}:misbehaving"
+    settings = StudySettings(
+        fn, ("constant",), lrs=(0.1, 0.2, 0.8, 1.6), steps=10, kind="function"
+    )
+    study = Study.open("ray-trials", settings, str(tmp_path / "t.db"))
+    with RayTrials(timeout=60) as ex:
+        assert study.run(ex) == 4
+    assert sorted(study.results()["lr"]) == [0.1, 0.2]
+    reasons = study.failures().set_index("lr")["error"]
+    assert "RuntimeError: boom at lr 0.8" in reasons[0.8]
+    assert "the Ray task failed" in reasons[1.6]  # the worker killed itself
+    assert ray.is_initialized()  # RayTrials reused the running instance and left it up

@@ -114,6 +114,16 @@ class StudySettings:
     times with ``seed``: ``random = {"bounds": {...}, "n": int, "seed": int}``. A point's keys
     other than ``lr`` (e.g. ``weight_decay``) override the optimizer option of that name.
 
+    ``kind`` says how the trials train (``KINDS``): ``"batched"`` (lrlab's batched trainer on
+    the task ``task`` names), ``"function"`` (``task`` is the import spec of a trial function,
+    ``lrlab.tune.sweep``), ``"command"`` (``task`` is a shell command template,
+    ``lrlab sweep --command``) or ``"external"`` (``task`` is a label; ``lrlab ask``/``tell``).
+    For the last three the optimizer is the user's code's own: ``optimizer`` only names its
+    family for the ``refined`` pilot's norm, and ``pilot_lr`` is required with ``refined``.
+    ``timeout`` (seconds per trial) and ``workdir`` (where commands run) apply to function and
+    command trials; like ``device`` they are never a difference between stored and requested
+    settings.
+
     Example: ``StudySettings("digits_logreg", ("cosine",), lrs=(0.5, 1.0), seeds=(0,), steps=500)``.
     """
 

@@ -37,6 +37,7 @@ import signal
 import string
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -278,9 +279,9 @@ def schedule_file(folder: str, name: str, schedule: dict[str, Any]) -> str:
     """Write the schedule's JSON to ``folder/<name>.json`` (once) and return the path."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = os.path.join(folder, f"{safe}.json")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+    if not os.path.exists(path):  # concurrent writers each write a file of their own
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(schedule, fh)
         os.replace(tmp, path)
     return path
