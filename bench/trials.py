@@ -69,7 +69,8 @@ SCRIPT = "import json, time; time.sleep({work}); print(json.dumps({{'loss': 1.0}
 def bench_commands(n: int, seconds: float, db: str) -> dict:
     code = SCRIPT.format(work=seconds)
     command = f"{sys.executable} -c \"{code}\""
-    template = command + " --lr {lr}"  # the script ignores its arguments
+    escaped = command.replace("{", "{{").replace("}", "}}")
+    template = escaped + " --lr {lr}"  # the script ignores its arguments
     study = _study(db, "commands", _settings("command", template, n))
     with LocalTrials(1) as ex:
         t0 = time.perf_counter()

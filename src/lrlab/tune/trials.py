@@ -399,11 +399,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def release_memory() -> None:
-    """Collect garbage and return cached GPU memory, so trials do not grow the worker."""
-    gc.collect()
+    """Return a finished trial's GPU memory: collect garbage (tensors held in reference
+    cycles), then empty PyTorch's CUDA cache, so memory does not grow from trial to trial.
+    Without CUDA in use only the youngest generation is collected (a full collection of a
+    process that imported torch costs tens of milliseconds)."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()
         torch.cuda.empty_cache()
+    else:
+        gc.collect(0)
 
 
 def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
