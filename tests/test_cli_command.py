@@ -201,3 +201,42 @@ def test_tell_refuses_a_trial_that_is_not_claimed_and_records_a_failure(tmp_path
     assert study.results()["diverged"].tolist() == [True]
     assert main(["ask", *common]) == 3
     assert "no waiting trial" in capsys.readouterr().err
+
+
+def test_closing_the_executor_stops_running_commands(tmp_path):
+    import threading
+    import time
+
+    from lrlab.tune import LocalTrials
+
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    spec = {
+        "kind": "command",
+        "target": f'{sys.executable} -c "{code}" {tmp_path}/pid{{trial}}',
+        "number": 0,
+        "params": {"lr": 0.1, "seed": 0},
+        "schedule_name": "constant",
+        "schedule": {"name": "constant"},
+        "steps": 3,
+        "timeout": None,
+        "workdir": None,
+        "files": str(tmp_path),
+    }
+    ex = LocalTrials(2)
+    got = []
+    runner = threading.Thread(
+        target=lambda: got.extend(ex.map_trials([spec, {**spec, "number": 1}])), daemon=True
+    )
+    runner.start()
+    pidfiles = [tmp_path / "pid0", tmp_path / "pid1"]
+    while not all(p.exists() and p.read_text() for p in pidfiles):
+        time.sleep(0.05)
+    pids = [int(p.read_text()) for p in pidfiles]
+    ex.close()  # what the driver does when it stops (Ctrl-C, an error)
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert sorted(i for i, _ in got) == [0, 1]
+    assert all("killed by signal SIGKILL" in out["error"] for _, out in got)
+    for pid in pids:  # gone, or a zombie waiting for its new parent to reap it
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lrlab._checks import check_int
-from lrlab.tune.trials import failed, run_trial
+from lrlab.tune.trials import failed, kill_running, run_trial
 
 Spec = dict[str, Any]
 Outcome = dict[str, Any]
@@ -216,7 +216,9 @@ class LocalTrials(TrialExecutor):
             w.kill()
         self._idle = []
         if self._threads is not None:
-            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            kill_running()  # the threads waiting on them then return
+            self._threads.shutdown(wait=True)
             self._threads = None
 
 

@@ -49,6 +49,8 @@ KINDS = ("function", "command")
 #: Placeholders every command may use; a searched hyperparameter adds its own name.
 PLACEHOLDERS = ("lr", "seed", "schedule", "schedule_name", "steps", "trial")
 TAIL_LINES = 12
+#: Commands running in this process (``kill_running`` stops them when the driver stops).
+RUNNING: set[subprocess.Popen] = set()
 TAIL_CHARS = 2000
 
 
@@ -336,6 +338,7 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+        RUNNING.add(proc)
         timed_out = False
         try:
             code = proc.wait(timeout=timeout)
@@ -347,6 +350,8 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
             _kill_group(proc)
             proc.wait()
             raise
+        finally:
+            RUNNING.discard(proc)
     seconds = time.perf_counter() - t0
     stdout = _read(out_path)
     stderr = _read(err_path)
@@ -389,6 +394,12 @@ def _read(path: str) -> str:
         size = fh.tell()
         fh.seek(max(0, size - 64 * 1024))
         return fh.read().decode("utf-8", errors="replace")
+
+
+def kill_running() -> None:
+    """Kill the process group of every command this process is running (the driver stops)."""
+    for proc in list(RUNNING):
+        _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
