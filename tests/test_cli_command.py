@@ -237,6 +237,14 @@ def test_closing_the_executor_stops_running_commands(tmp_path):
     assert not runner.is_alive()
     assert sorted(i for i, _ in got) == [0, 1]
     assert all("killed by signal SIGKILL" in out["error"] for _, out in got)
-    for pid in pids:  # gone, or a zombie waiting for its new parent to reap it
-        stat = Path(f"/proc/{pid}/stat")
-        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    def gone(pid):  # no such process, or a zombie waiting for its new parent to reap it
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(p) for p in pids)

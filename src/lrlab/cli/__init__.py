@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"lrlab: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        lease = sys.modules.get("lrlab.tune.lease")
+        if lease is not None:  # a command that drove a study lets the next driver in now
+            lease.release_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,8 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +67,19 @@ def train_batch(
         num_threads=1,
         device=device,
     )
+
+
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """In a worker process: exit as soon as the process ``parent`` is no longer its parent
+    (the driver died, even by SIGKILL), so no worker outlives its driver."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="lrlab-watch-parent", daemon=True).start()
 
 
 def _checked(results: list[RunResult], configs: Sequence[RunConfig]) -> list[RunResult]:
@@ -137,7 +152,12 @@ class LocalExecutor(Executor):
             return
         if self._pool is None:
             ctx = mp.get_context("spawn")
-            self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=ctx)
+            self._pool = cf.ProcessPoolExecutor(
+                self.processes,
+                mp_context=ctx,
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         futures = {self._pool.submit(self.runner, task, list(b)): i for i, b in enumerate(batches)}
         for fut in cf.as_completed(futures):
             i = futures[fut]

@@ -13,9 +13,12 @@ A study whose schedules include ``refined`` runs its pilot (``lrlab.tune.pilot``
 it is created, and keeps the derived schedule and the pilot's description in the user attribute
 ``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
 
-Exactly once: one driver process writes to the storage. Before it trains, ``prepare`` marks
-trials left RUNNING by a crash as FAIL and enqueues every trial that has neither completed nor
-is waiting, so each (point, schedule, seed) ends with exactly one COMPLETE trial.
+Exactly once: one driver process writes to the storage. It holds the study's lease
+(``lrlab.tune.lease``: creating, preparing, training and growing the grid take it; a second
+driver is refused with the holder's host, pid and start time). Before it trains, ``prepare``
+marks trials left RUNNING by a crash as FAIL and enqueues every trial that has neither completed
+nor is waiting, so each (point, schedule, seed) ends with exactly one COMPLETE trial (or one
+trial that failed with a recorded reason).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import os
 import sqlite3
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +41,7 @@ from optuna.trial import TrialState
 from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.train.types import RunResult
-from lrlab.tune import _optuna, pilot, trials
+from lrlab.tune import _optuna, lease, pilot, trials
 from lrlab.tune.executors import CURVE_POINTS, Executor, Progress, resolve_task
 from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
@@ -70,12 +74,25 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
             raise ValueError(f"cannot open storage {url!r}: no such file {path!r}")
         kwargs["creator"] = lambda: _sqlite_connect(path)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return _rdb_storage(url, kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
         # SQLAlchemy wraps the driver's error (``orig``) and appends a link to its docs.
         reason = getattr(exc, "orig", None) or exc
         kind = type(reason).__name__
         raise ValueError(f"cannot open storage {url!r}: {kind}: {reason}") from None
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage; two processes creating the same new database at once race to
+    create its tables, and the loser, which finds them created, tries again."""
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:
@@ -85,6 +102,10 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     return con
+
+
+def _study_names(rdb: optuna.storages.RDBStorage) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
 
 
 def _fmt(x: float) -> str:
@@ -112,9 +133,10 @@ class Study:
         df = study.results()
     """
 
-    def __init__(self, study: optuna.Study, settings: StudySettings) -> None:
+    def __init__(self, study: optuna.Study, settings: StudySettings, url: str = "") -> None:
         self.optuna_study = study
         self.settings = settings
+        self.url = url
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -135,9 +157,11 @@ class Study:
         if settings is not None and not isinstance(settings, StudySettings):
             raise ValueError("settings must be a StudySettings or None")
         rdb = open_storage(storage, must_exist=settings is None)
-        names = [
-            s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)
-        ]
+        url = storage_url(storage)
+        names = _study_names(rdb)
+        if name not in names and settings is not None:
+            lease.hold(rdb.engine, url, name)  # one creator: a second one is refused here
+            names = _study_names(rdb)  # created by a driver that finished meanwhile?
         if name not in names:
             if settings is None:
                 known = ", ".join(names) or "none"
@@ -151,7 +175,7 @@ class Study:
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
             if refined is not None:
                 study.set_user_attr(REFINED_ATTR, refined)
-            out = cls(study, settings)
+            out = cls(study, settings, url)
             out.prepare()  # every trial waits in the storage from the start (lrlab ask)
             return out
         study = optuna.load_study(study_name=name, storage=rdb)
@@ -168,10 +192,22 @@ class Study:
                     + "); use another study name, or reopen it with its stored settings "
                     "(settings=None; lrlab sweep --resume)"
                 )
+        out = cls(study, have, url)
         if REFINED in have.schedules and REFINED_ATTR not in study.user_attrs:
             # created by a process that stopped between creating the study and storing it
+            out.hold()
             study.set_user_attr(REFINED_ATTR, pilot.derive_refined(have))
-        return cls(study, have)
+        return out
+
+    # -- the driver's lease (lrlab.tune.lease) ------------------------------------------------
+    def hold(self) -> None:
+        """Take this study's lease for this process (kept until ``close``); ValueError naming
+        the holder if another live driver has it. Training and preparing take it themselves."""
+        lease.hold(_optuna._rdb(self.optuna_study).engine, self.url, self.name)
+
+    def close(self) -> None:
+        """Release this process's lease of the study (other drivers may then run it)."""
+        lease.release(self.url, self.name)
 
     @property
     def name(self) -> str:
@@ -235,6 +271,7 @@ class Study:
         timed out; ``tell(failed=True)``) counts as done unless ``retry_failed``; one left
         RUNNING by a driver that died is always trained again.
         """
+        self.hold()
         trials = self.optuna_study.get_trials(deepcopy=False)
         for t in trials:
             if t.state == TrialState.RUNNING:
@@ -514,6 +551,7 @@ class Study:
         """
         if self.settings.random:
             raise ValueError("the edge rule needs a learning-rate grid; this study is random")
+        self.hold()
         df = self.results()
         extra = self.extra_lrs
         added: dict[str, list[float]] = {}

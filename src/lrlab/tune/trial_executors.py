@@ -26,13 +26,13 @@ import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lrlab._checks import check_int
+from lrlab.tune.executors import exit_with_parent
 from lrlab.tune.trials import failed, kill_running, run_trial
 
 Spec = dict[str, Any]
@@ -59,16 +59,9 @@ class TrialExecutor:
         self.close()
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(WATCH_SECONDS)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _worker_main(conn: mpc.Connection, parent: int) -> None:
     """A pool worker: run the trial specs it receives until told to stop or orphaned."""
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    exit_with_parent(parent, WATCH_SECONDS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     while True:
         try:

@@ -101,10 +101,13 @@ def sweep(
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
     with ex:
         st = Study.open(study, settings, storage)
-        for round_ in range(edge_rounds + 1):
-            st.run(ex, on_batch=on_trial, retry_failed=retry_failed and round_ == 0)
-            if round_ == edge_rounds or settings.random or not st.extend_edges():
-                break
+        try:
+            for round_ in range(edge_rounds + 1):
+                st.run(ex, on_batch=on_trial, retry_failed=retry_failed and round_ == 0)
+                if round_ == edge_rounds or settings.random or not st.extend_edges():
+                    break
+        finally:
+            st.close()
     if report is not None:
         from lrlab.report import study_report
 
