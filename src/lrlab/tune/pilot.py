@@ -1,17 +1,32 @@
 """The ``refined`` schedule of a study: one pilot run, then ``lrlab.refine``.
 
-The pilot is deterministic: linear decay ``Linear(steps)``, the study's task, steps, optimizer
-and optimizer options, seed 0, peak lr ``settings.pilot_lr`` (None: the task's
-``default_lr``), trained by ``lrlab.train.run_batched`` with ``record_grad_norms=True``
-(float32, one thread). Its per-step gradient norms go to ``lrlab.refine.refine`` with the
-default tau and ``steps`` = the study's steps, using
+The pilot trains with linear decay ``Linear(steps)``, seed 0 (``PILOT_SEED``) and the study's
+steps, at peak lr ``settings.pilot_lr``:
 
-- the l1 norm (weights g^-1) for the coordinate-wise optimizers (``L1_OPTIMIZERS``: the
-  batched methods marked ``coordinatewise``: adam, adamw, schedulefree_adamw, prodigy),
-- the l2 norm (weights g^-2) for every other, SGD-like, optimizer.
+- batched studies (``kind="batched"``): the study's task, optimizer and optimizer options, trained
+  by ``lrlab.train.run_config`` (a batch of one through ``run_batched``; float32, one thread) on
+  ``settings.device`` with ``record_grad_norms=True``; ``pilot_lr`` None means the task's
+  ``default_lr``. A pilot that diverges is a ``ValueError``.
+- function and command studies: one trial (number -1) of the user's code, run through
+  ``LocalTrials(1)`` (a worker process for a function, a subprocess for a command; also when the
+  study's trials run on Ray), with ``pilot_lr`` (required). Its norms are those it reports per
+  step (``grad_norm`` or ``grad_norm_l1``); steps it does not report are NaN, which
+  ``lrlab.refine`` interpolates (its warning is silenced). A pilot that fails, diverges or reports
+  no finite norm is a ``ValueError``.
 
-``Study`` runs the pilot once, when the study is created, and stores the result; a reopened or
-resumed study uses the stored schedule and never runs the pilot again.
+Which norm, from ``pilot_norm(settings.optimizer)``:
+
+- ``"l1"`` (``grad_norm_l1``, weights g^-1) when the optimizer is in ``L1_OPTIMIZERS``, the
+  batched methods marked ``coordinatewise`` (Adam-like preconditioning): adam, adamw,
+  schedulefree_adamw, prodigy;
+- ``"l2"`` (``grad_norm_l2``, or a trial's ``grad_norm``; weights g^-2) for every other name:
+  sgd, momentum, schedulefree_sgd, dadapt_sgd. For function and command trials the optimizer is
+  the user's own and ``settings.optimizer`` only names its family, to pick the norm.
+
+The norms go to ``lrlab.refine.refine`` with the default tau (``TAU``) and ``steps`` = the study's
+steps; norms that cannot be refined are a ``ValueError``. ``Study`` runs the pilot once, when the
+study is created, and stores the result; a reopened or resumed study uses the stored schedule and
+never runs the pilot again.
 """
 
 from __future__ import annotations
