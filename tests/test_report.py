@@ -102,3 +102,19 @@ def test_terminal_table_lists_every_schedule(df):
     text = console.export_text()
     assert "constant" in text and "cosine" in text and "div" in text
     assert "(0.20)" in text  # cosine's predicted exponent beside the fit
+
+
+def test_a_study_where_every_run_diverged_still_renders(tmp_path):
+    rows = [
+        {"trial": i, "schedule": s, "seed": 0, "lr": lr, "weight_decay": 0.0,
+         "final_loss": np.nan, "test_metric": np.nan, "diverged": True, "diverged_at": 3}
+        for i, (s, lr) in enumerate([(s, lr) for s in ("constant", "cosine") for lr in (1e5, 1e6)])
+    ]
+    df = pd.DataFrame(rows)
+    rep = write_report(
+        df, tmp_path, schedules={"constant": Constant(), "cosine": Cosine(10)}, steps=10
+    )
+    page = (tmp_path / "report.html").read_text()
+    assert "Every run diverged" in page
+    assert page.count("<img") == 3  # every figure drew
+    assert rep.robustness["best_loss"].tolist() == [math.inf, math.inf]

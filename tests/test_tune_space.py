@@ -85,3 +85,13 @@ def test_extend_edge_extends_in_the_direction_of_the_best():
     assert extend_edge([0.1, 0.2, 0.4], [2, 1, 3]).size == 0
     with pytest.raises(ValueError, match="points"):
         extend_edge([0.1, 0.2], [2, 1], points=0)
+
+
+def test_extend_edge_continues_the_outermost_step_of_a_non_geometric_grid():
+    # low edge: the step 0.01 -> 0.03 (factor 3) continued downwards
+    np.testing.assert_allclose(extend_edge([0.01, 0.03, 0.05], [1, 2, 3]), [0.01 / 9, 0.01 / 3])
+    # high edge: the step 0.03 -> 0.05 (factor 5/3) continued upwards
+    np.testing.assert_allclose(
+        extend_edge([0.01, 0.03, 0.05], [3, 2, 1]), [0.05 * 5 / 3, 0.05 * 25 / 9]
+    )
+    np.testing.assert_allclose(extend_edge([0.5], [np.inf]), [0.125, 0.25])  # diverged: go lower

@@ -99,6 +99,13 @@ def write_report(
     }
     files: dict[str, str] = {}
     images = []
+    all_diverged = ""
+    if df["diverged"].astype(bool).all():
+        all_diverged = (
+            "<p><b>Every run diverged</b>: each learning rate of the grid is too large for this "
+            "task; sweep lower ones (the edge rule grows the grid downwards when "
+            "--edge-rounds allows).</p>"
+        )
     failed = ""
     if failures is not None and not failures.empty:
         shown = failures.assign(error=failures["error"].map(summary))
@@ -124,6 +131,7 @@ def write_report(
         "at r x and 1/r x the best lr; exponent: fitted slope of log gap vs log r "
         f"(gap = loss - {f_star:g}); predicted: theory; max_grid_factor: the coarsest grid "
         f"whose best point stays within {slack:.0%} of the best loss.</p>"
+        + all_diverged
         + _html_table(rob)
         + images[0]
         + images[1]

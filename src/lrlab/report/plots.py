@@ -28,6 +28,20 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
+def _log_y(ax, values: Sequence[np.ndarray], empty: str, x: Sequence[float]) -> None:
+    """Log y axis when something positive and finite is plotted; else a linear axis spanning
+    ``x`` with ``empty`` written across it (log axes with no data cannot be drawn)."""
+    if any(np.any(np.isfinite(v) & (v > 0)) for v in values):
+        ax.set_yscale("log")
+        return
+    xs = np.asarray(x, dtype=float)
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    lo, hi = (xs.min(), xs.max()) if xs.size else (1.0, 2.0)
+    ax.set_xlim(lo / 1.5, hi * 1.5)
+    ax.set_ylim(0.0, 1.0)
+    ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=11)
+
+
 def loss_vs_lr_figure(
     df: pd.DataFrame, *, f_star: float | None = None, title: str = "Final loss vs learning rate"
 ) -> Figure:
@@ -43,11 +57,13 @@ def loss_vs_lr_figure(
     shift = 0.0 if f_star is None else float(f_star)
     top = blended_transform_factory(ax.transData, ax.transAxes)
     schedules = list(dict.fromkeys(df["schedule"]))
+    plotted = []
     for color, sched in zip(_colors(len(schedules)), schedules, strict=True):
         sub = table[table["schedule"] == sched]
         lr = sub["lr"].to_numpy(dtype=float)
         mean = sub["mean_loss"].to_numpy(dtype=float) - shift
         ok = np.isfinite(mean)
+        plotted.append(mean)
         ax.plot(lr, np.where(ok, mean, np.nan), "o-", color=color, ms=3.5, label=sched)
         ax.fill_between(
             lr,
@@ -70,7 +86,7 @@ def loss_vs_lr_figure(
                 gid=f"diverged:{sched}",
             )
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_y(ax, plotted, "every run diverged: no finite loss to plot", df["lr"])
     ax.set_xlabel("peak learning rate")
     what = "final training loss" if f_star is None else f"final loss - f* (f* = {shift:.6g})"
     ax.set_ylabel(f"{what}\nmean over seeds; band: min-max")
@@ -91,19 +107,21 @@ def gap_vs_rho_figure(
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     r = np.array([1.0, *[float(x) for x in rhos]])
+    plotted = []
     for color, (_, row) in zip(_colors(len(rob)), rob.iterrows(), strict=True):
         base = row["best_loss"] - f_star
         for side, style in (("over", "-"), ("under", "--")):
             vals = [row.get(f"{side}_{x:g}", np.nan) for x in rhos]
             gap = np.array([base, *vals], dtype=float) - np.array([0.0] + [f_star] * len(rhos))
             gap = np.where(np.isfinite(gap) & (gap > 0), gap, np.nan)
+            plotted.append(gap)
             label = f"{row['schedule']} ({side}, a={row[f'exponent_{side}']:.2f})"
             ax.plot(r, gap, style, marker="o", ms=3, color=color, label=label)
         pred = row.get("predicted_over", np.nan)
         if np.isfinite(pred) and np.isfinite(base) and base > 0:
             ax.plot(r, base * r**pred, ":", color=color, alpha=0.6)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_y(ax, plotted, "no finite loss gap: every run diverged, or no lr has neighbours", r)
     ax.set_xlabel("misspecification rho (lr = rho * best, solid; best / rho, dashed)")
     ax.set_ylabel("loss gap  L - f*")
     ax.set_title("Robustness: loss gap vs rho (dotted: theory slope)")

@@ -127,18 +127,24 @@ def edge_side(grid: Sequence[float], losses: Sequence[float]) -> str | None:
 def extend_edge(grid: Sequence[float], losses: Sequence[float], *, points: int = 2) -> np.ndarray:
     """The edge rule: if the best loss is on an edge, the ``points`` new grid values past it.
 
-    The grid must be geometric with factor f; a best value at the high edge ``g_max`` adds
-    ``g_max * f**k`` (k = 1..points), at the low edge ``g_min / f**k``. Returns an empty array
-    when the best value is inside the grid (nothing to extend).
+    A best value at the high edge ``g_max`` adds ``g_max * f**k`` (k = 1..points), at the low
+    edge ``g_min / f**k``, where f is the ratio of the two grid values at that edge: the
+    grid's factor when it is geometric, and for any other grid its outermost step, continued
+    (a single point uses f = 2). Returns an empty array when the best value is inside the grid
+    (nothing to extend).
 
-    Example: ``extend_edge([0.1, 0.2, 0.4], [3., 2., 1.])`` -> ``[0.8, 1.6]``.
+    Example: ``extend_edge([0.1, 0.2, 0.4], [3., 2., 1.])`` -> ``[0.8, 1.6]``;
+    ``extend_edge([0.01, 0.03, 0.05], [1., 2., 3.])`` -> ``[0.00333, 0.00111]`` (f = 3).
     """
     points = check_int("points", points, lo=1)
     side = edge_side(grid, losses)
     if side is None:
         return np.zeros(0)
     g = np.sort(np.asarray(grid, dtype=np.float64))
-    f = grid_factor(g)
+    if g.size == 1:
+        f = 2.0
+    else:
+        f = float(g[-1] / g[-2]) if side == "high" else float(g[1] / g[0])
     k = np.arange(1, points + 1, dtype=np.float64)
     if side == "high":
         return g[-1] * f**k
