@@ -8,9 +8,12 @@ known minimum; 0 for losses that are >= 0 when it is unknown), the gap is
     gap(rho) = L(rho * c*) - f_star  (over-estimate),   L(c* / rho) - f_star  (under-estimate).
 
 The robustness exponent alpha is the least-squares slope of log gap vs log rho over the rho
-values found on the grid (at least two, finite): gap ~ rho ** alpha. Theory (paper 000) for the
+values found on the grid (at least two, finite): gap ~ rho ** alpha. Theory for the
 over-estimate side: polynomial decay of degree p -> 1 / (2p + 1) (linear 1/3), cosine 1/5,
 constant and 1/sqrt(t) -> 1; under-estimation costs ~ rho for every schedule.
+
+References: Attia & Koren, "Benefits of learning rate annealing for tuning-robustness in
+stochastic optimization", arXiv:2503.09411.
 """
 
 from __future__ import annotations
