@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._base import DualWeightOptimizer, ScalarStateOptimizer, evaluate
+from lrlab.optim._base import DualWeightOptimizer, ValidatedOptimizer, evaluate
 from lrlab.optim._foreach import blocks, with_grad
 from lrlab.optim._validate import check_lr
 
@@ -85,7 +85,7 @@ class MDA(DualWeightOptimizer):
         return lam
 
 
-class PrimalAveragingSGD(ScalarStateOptimizer):
+class PrimalAveragingSGD(ValidatedOptimizer):
     r"""SGD with momentum in primal-averaging form.
 
     With :math:`z_0 = x_0` and :math:`c = 1-\beta` (:math:`\beta` = ``momentum``):
@@ -116,10 +116,12 @@ class PrimalAveragingSGD(ScalarStateOptimizer):
     def __init__(self, params: Any, lr: float = 1e-1, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self.scalars = {}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         _check_common(group)
+
+    def _from_scalars(self, scalars: dict[str, Any], index: int) -> dict[str, Any]:
+        return {}  # older state dicts carried an empty "scalars" entry
 
     def effective_lr(self) -> list[float]:
         """Per group, the step size on z (the group's ``lr``)."""
