@@ -50,11 +50,38 @@ class Mechanic(torch.optim.Optimizer):
     with λ = ``s_decay``, n = ``len(betas)``, norms over all parameters that have a gradient,
     and m_i starting at 10⁻⁶.
 
-    Example::
+    Args:
+        base: the optimizer whose updates are scaled (any ``torch.optim.Optimizer`` but a
+            Mechanic); its param groups are shared with the wrapper.
+        s_decay: λ, the weight of the decay term in h, >= 0 (default 0.01).
+        betas: the tuners' horizons β_i, each in [0, 1) (default (0.9, 0.99, 0.999, 0.9999,
+            0.99999, 0.999999)).
+        s_init: the initial wealth s_init, > 0 (default 1e-8).
+        eps: ε, > 0 (default 1e-8).
+        store_delta: keep Δ per parameter instead of recovering it from x − x_ref (one more
+            buffer, no division by S + ε; default False).
 
-        base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        opt = Mechanic(base)
-        loss.backward(); opt.step(); opt.scale  # the learned S
+    State: per parameter ``ref`` (and ``delta``), saved as ``mechanic_ref``
+    (``mechanic_delta``) next to the base's own entries; in every param group the tuner
+    (``mechanic_s``, ``mechanic_v``, ``mechanic_r``, ``mechanic_m``, ``mechanic_k``,
+    ``mechanic_betas``). :attr:`scale` is S.
+
+    References:
+        Cutkosky, Defazio & Mehta, "Mechanic: A Learning Rate Tuner", NeurIPS 2023,
+        arXiv:2306.00144.
+
+    Example:
+        >>> import torch
+        >>> from lrlab.optim import Mechanic
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = Mechanic(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.scale > 0
+        True
     """
 
     def __init__(

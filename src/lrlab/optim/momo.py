@@ -135,18 +135,38 @@ class Momo(_MomoBase):
 
     Args:
         params: parameters or param groups (``lr`` and ``weight_decay`` may differ per group).
-        lr: step-size cap, >= 0 (the adaptive step never exceeds ``lr / rho_k``).
-        weight_decay: proximal L2 weight decay lambda, >= 0.
-        beta: momentum, in [0, 1).
-        lb: lower bound on the loss (0 for non-negative losses); with ``use_fstar`` the floor
-            of the online estimate.
-        bias_correction: start the averages at 0 and correct them by rho_k.
-        use_fstar: estimate the lower bound online.
+        lr: step-size cap, >= 0 (default 1.0; the adaptive step never exceeds ``lr / rho_k``).
+        weight_decay: proximal L2 weight decay lambda, >= 0 (default 0.0).
+        beta: momentum, in [0, 1) (default 0.9); optimizer-wide.
+        lb: lower bound on the loss (default 0.0, for non-negative losses); with
+            ``use_fstar`` the floor of the online estimate; optimizer-wide.
+        bias_correction: start the averages at 0 and correct them by rho_k (default False);
+            optimizer-wide.
+        use_fstar: estimate the lower bound online (default False); optimizer-wide.
+
+    Returns:
+        ``step`` returns the loss it was given (or the closure's value).
+
+    State: per parameter ``grad_avg`` (d); in every param group ``k``, ``loss_avg`` (f̄),
+    ``gamma`` (γ) and ``fstar`` (the lower-bound estimate), and in each its last τ_k
+    (``tau``).
+
+    References:
+        Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for Adaptive
+        Learning Rates", ICML 2024, arXiv:2305.07583.
 
     Example:
-        >>> opt = Momo(model.parameters(), lr=1.0)          # doctest: +SKIP
-        >>> loss = loss_fn(model(x), y); loss.backward()    # doctest: +SKIP
-        >>> opt.step(loss=loss)                             # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import Momo
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = Momo(model.parameters(), lr=1.0)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step(loss=loss)
+        >>> 0 < opt.effective_lr()[0] <= 1.0
+        True
     """
 
     SHARED = ("beta", "lb", "bias_correction", "use_fstar")
@@ -250,17 +270,38 @@ class MomoAdam(_MomoBase):
 
     Args:
         params: parameters or param groups (``lr``, ``eps``, ``weight_decay`` may differ).
-        lr: step-size cap, >= 0.
-        betas: (beta1, beta2), each in [0, 1); optimizer-wide.
-        eps: added to the denominator, >= 0.
-        weight_decay: lambda, >= 0.
-        lb: lower bound on the loss (floor of the online estimate with ``use_fstar``).
-        divide: proximal weight decay (True) or AdamW-style decoupled decay (False).
-        use_fstar: estimate the lower bound online.
+        lr: step-size cap, >= 0 (default 1e-2).
+        betas: (beta1, beta2), each in [0, 1) (default (0.9, 0.999)); optimizer-wide.
+        eps: added to the denominator, >= 0 (default 1e-8).
+        weight_decay: lambda, >= 0 (default 0.0).
+        lb: lower bound on the loss (default 0.0; floor of the online estimate with
+            ``use_fstar``); optimizer-wide.
+        divide: proximal weight decay (True, the default) or AdamW-style decoupled decay
+            (False).
+        use_fstar: estimate the lower bound online (default False); optimizer-wide.
+
+    Returns:
+        ``step`` returns the loss it was given (or the closure's value).
+
+    In every param group: ``k``, ``loss_avg``, ``gamma``, ``fstar``, and in each its last τ_k
+    (``tau``).
+
+    References:
+        Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for Adaptive
+        Learning Rates", ICML 2024, arXiv:2305.07583.
 
     Example:
-        >>> opt = MomoAdam(model.parameters(), lr=1e-2)     # doctest: +SKIP
-        >>> loss.backward(); opt.step(loss=loss)            # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import MomoAdam
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = MomoAdam(model.parameters(), lr=1e-2)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step(loss=loss)
+        >>> opt.param_groups[0]["k"]
+        10
     """
 
     SHARED = ("betas", "lb", "use_fstar")

@@ -161,17 +161,34 @@ class SGDScheduleFree(_BuiltInScheduleFree):
 
     Args:
         params: parameters or param groups (every option may differ per group).
-        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
-        momentum: interpolation beta, in (0, 1).
-        weight_decay: L2 decay lambda evaluated at y, >= 0.
-        warmup_steps: linear warm-up length, >= 0.
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        lr: step size gamma, >= 0 (default 1.0; multiplied by the warm-up factor).
+        momentum: interpolation beta, in (0, 1) (default 0.9).
+        weight_decay: L2 decay lambda evaluated at y, >= 0 (default 0.0).
+        warmup_steps: linear warm-up length, integer >= 0 (default 0).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z``; per param group ``k``, ``weight_sum``, ``lr_max``,
+    ``scheduled_lr`` and the mode ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> opt = SGDScheduleFree(model.parameters(), lr=1.0, warmup_steps=100)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step()                             # doctest: +SKIP
-        >>> opt.eval()   # evaluate / save at x                                  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import SGDScheduleFree
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = SGDScheduleFree(model.parameters(), lr=1.0, warmup_steps=100)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
 
     def __init__(
@@ -228,17 +245,35 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
 
     Args:
         params: parameters or param groups (every option may differ per group).
-        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
-        betas: (beta1, beta2); beta1 in (0, 1), beta2 in [0, 1).
-        eps: denominator offset, >= 0.
-        weight_decay: decoupled decay lambda evaluated at y, >= 0.
-        warmup_steps: linear warm-up length, >= 0.
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        lr: step size gamma, >= 0 (default 0.0025; multiplied by the warm-up factor).
+        betas: (beta1, beta2); beta1 in (0, 1), beta2 in [0, 1) (default (0.9, 0.999)).
+        eps: denominator offset, >= 0 (default 1e-8).
+        weight_decay: decoupled decay lambda evaluated at y, >= 0 (default 0.0).
+        warmup_steps: linear warm-up length, integer >= 0 (default 0).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z`` and ``exp_avg_sq`` (v); per param group ``k``, ``weight_sum``,
+    ``lr_max``, ``scheduled_lr`` and the mode ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> opt = AdamWScheduleFree(params, lr=2.5e-3, warmup_steps=100)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import AdamWScheduleFree
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = AdamWScheduleFree(model.parameters(), lr=2.5e-3, warmup_steps=100)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
 
     def __init__(
@@ -308,16 +343,37 @@ class ScheduleFreeWrapper(_ScheduleFree):
 
     Args:
         base: the optimizer that updates z (its own momentum is usually turned off).
-        momentum: interpolation beta, in (0, 1).
-        weight_decay_at_y: decay lambda evaluated at y, >= 0 (a base's own decay acts at z).
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        momentum: interpolation beta, in (0, 1) (default 0.9).
+        weight_decay_at_y: decay lambda evaluated at y, >= 0 (default 0.0; a base's own decay
+            acts at z).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z``, saved as ``sf_z`` next to the base's own entries; per param
+    group ``sf_k``, ``sf_weight_sum``, ``sf_lr_max``, ``scheduled_lr`` and ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> base = torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.999))  # doctest: +SKIP
-        >>> opt = ScheduleFreeWrapper(base, momentum=0.9)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import ScheduleFreeWrapper
+        >>> model = torch.nn.Linear(4, 1)
+        >>> base = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.0, 0.999))
+        >>> opt = ScheduleFreeWrapper(base, momentum=0.9)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
+
+    GROUP_STATE = tuple(_WRAPPER_COUNTERS)
 
     def __init__(
         self,
@@ -336,8 +392,6 @@ class ScheduleFreeWrapper(_ScheduleFree):
         self.base = base
         super().__init__(base.param_groups, {})
         self.param_groups = base.param_groups
-
-    GROUP_STATE = tuple(_WRAPPER_COUNTERS)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
