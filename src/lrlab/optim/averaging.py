@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._base import DualWeightOptimizer, ScalarStateOptimizer, evaluate
+from lrlab.optim._base import DualWeightOptimizer, ValidatedOptimizer, evaluate
 from lrlab.optim._foreach import blocks, with_grad
 from lrlab.optim._validate import check_lr
 
@@ -50,13 +50,29 @@ class MDA(DualWeightOptimizer):
 
     Args:
         params: parameters or param groups (all options may differ per group).
-        lr: step size, >= 0.
-        momentum: in [0, 1); c = 1 - momentum.
-        weight_decay: coupled L2 decay, >= 0.
+        lr: step size, >= 0 (default 1e-2).
+        momentum: in [0, 1); c = 1 - momentum (default 0.9).
+        weight_decay: coupled L2 decay, >= 0 (default 0.0).
+
+    State: per parameter ``s`` and ``x0``; in every param group the step counter ``k``, and in
+    each its last λ_k (``dual_weight``).
+
+    References:
+        Jelassi & Defazio, "Dual Averaging is Surprisingly Effective for Deep Learning
+        Optimization", arXiv:2010.10502.
 
     Example:
-        >>> opt = MDA(model.parameters(), lr=1e-2, momentum=0.9)  # doctest: +SKIP
-        >>> loss.backward(); opt.step()                          # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import MDA
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = MDA(model.parameters(), lr=1e-2, momentum=0.9)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.effective_lr() == [1e-2 * 10 ** 0.5]
+        True
     """
 
     def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,
@@ -85,7 +101,7 @@ class MDA(DualWeightOptimizer):
         return lam
 
 
-class PrimalAveragingSGD(ScalarStateOptimizer):
+class PrimalAveragingSGD(ValidatedOptimizer):
     r"""SGD with momentum in primal-averaging form.
 
     With :math:`z_0 = x_0` and :math:`c = 1-\beta` (:math:`\beta` = ``momentum``):
@@ -104,22 +120,39 @@ class PrimalAveragingSGD(ScalarStateOptimizer):
 
     Args:
         params: parameters or param groups (all options may differ per group).
-        lr: step size on z, >= 0.
-        momentum: beta in [0, 1); c = 1 - beta.
-        weight_decay: coupled L2 decay, >= 0.
+        lr: step size on z, >= 0 (default 0.1).
+        momentum: beta in [0, 1); c = 1 - beta (default 0.9).
+        weight_decay: coupled L2 decay, >= 0 (default 0.0).
+
+    State: per parameter ``z``.
+
+    References:
+        Defazio, "Momentum via Primal Averaging: Theoretical Insights and Learning Rate
+        Schedules for Non-Convex Optimization", arXiv:2010.00406.
 
     Example:
-        >>> opt = PrimalAveragingSGD(model.parameters(), lr=1.0, momentum=0.9)  # doctest: +SKIP
-        >>> loss.backward(); opt.step()                                         # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import PrimalAveragingSGD
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = PrimalAveragingSGD(model.parameters(), lr=1.0, momentum=0.9)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.effective_lr()
+        [1.0]
     """
 
     def __init__(self, params: Any, lr: float = 1e-1, momentum: float = 0.9,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self.scalars = {}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         _check_common(group)
+
+    def _from_scalars(self, scalars: dict[str, Any], index: int) -> dict[str, Any]:
+        return {}  # older state dicts carried an empty "scalars" entry
 
     def effective_lr(self) -> list[float]:
         """Per group, the step size on z (the group's ``lr``)."""

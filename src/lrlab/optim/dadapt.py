@@ -57,10 +57,34 @@ class DAdaptSGD(GlobalStepOptimizer):
 
     where β is ``momentum`` and r is ``growth_rate``. State per parameter: ``s`` and ``x0``.
 
-    Example::
+    Args:
+        params: parameters or param groups.
+        lr: multiplier on the estimated step size d, >= 0 (default 1.0, the published
+            method); groups share one ``lr``, 0 freezes a group.
+        momentum: β in [0, 1) (default 0.0); optimizer-wide.
+        weight_decay: coupled L2 decay λ, >= 0 (default 0.0).
+        d0: initial estimate of d, > 0 (default 1e-6); optimizer-wide.
+        growth_rate: bound r on d_{k+1} / d_k, >= 1 (default inf: unbounded).
 
-        opt = DAdaptSGD(model.parameters(), momentum=0.9)
-        loss.backward(); opt.step(); opt.effective_lr()  # [d * lr]
+    State: per parameter ``s``, ``x0``; in every param group ``d``, ``k``,
+    ``numerator_weighted`` (N) and ``g0_norm`` (‖g₀‖).
+
+    References:
+        Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023,
+        arXiv:2301.07733.
+
+    Example:
+        >>> import torch
+        >>> from lrlab.optim import DAdaptSGD
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = DAdaptSGD(model.parameters(), momentum=0.9)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.d > 1e-6 and opt.effective_lr() == [opt.d]
+        True
     """
 
     SHARED = ("momentum", "growth_rate", "d0")
@@ -156,9 +180,38 @@ class DAdaptAdam(GlobalStepOptimizer):
     update and the step after it need √v); v is recovered as ``rms²`` when it is updated, which
     changes the results only by rounding.
 
-    Example::
+    Args:
+        params: parameters or param groups.
+        lr: multiplier on the estimated step size d, >= 0 (default 1.0, the published
+            method); groups share one ``lr``, 0 freezes a group.
+        betas: (β₁, β₂), each in [0, 1) (default (0.9, 0.999)); optimizer-wide.
+        eps: denominator offset ε, > 0 (default 1e-8).
+        weight_decay: λ, >= 0 (default 0.0).
+        decouple: AdamW-style decay of x instead of adding λx to the gradient (default
+            False); optimizer-wide.
+        use_bias_correction: multiply the step by c_k (default False); optimizer-wide.
+        d0: initial estimate of d, > 0 (default 1e-6); optimizer-wide.
+        growth_rate: bound r on d_{k+1} / d_k, >= 1 (default inf: unbounded).
+        layer_scale: the group's weight ρ in the estimate and the step, >= 0 (default 1.0).
 
-        opt = DAdaptAdam(model.parameters(), weight_decay=0.01, decouple=True)
+    In every param group: ``d``, ``k`` and ``numerator_weighted`` (N).
+
+    References:
+        Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023,
+        arXiv:2301.07733.
+
+    Example:
+        >>> import torch
+        >>> from lrlab.optim import DAdaptAdam
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = DAdaptAdam(model.parameters(), weight_decay=0.01, decouple=True)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.param_groups[0]["k"]
+        10
     """
 
     SHARED = ("betas", "growth_rate", "use_bias_correction", "decouple", "d0")
@@ -265,9 +318,34 @@ class DAdaptAdaGrad(GlobalStepOptimizer):
 
     State per parameter: ``alphak``, ``sk``, ``x0``. Sparse gradients are not supported.
 
-    Example::
+    Args:
+        params: parameters or param groups.
+        lr: multiplier on the estimated step size d, >= 0 (default 1.0, the published
+            method); groups share one ``lr``, 0 freezes a group.
+        momentum: β in [0, 1) (default 0.0); optimizer-wide.
+        weight_decay: coupled L2 decay λ, >= 0 (default 0.0).
+        eps: denominator offset ε, > 0 (default 1e-6).
+        d0: initial estimate of d, > 0 (default 1e-6); optimizer-wide.
+        growth_rate: bound r on d_{k+1} / d_k, >= 1 (default inf: unbounded).
 
-        opt = DAdaptAdaGrad(model.parameters(), momentum=0.5)
+    In every param group: ``d``, ``k`` and ``gsq_weighted`` (G).
+
+    References:
+        Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023,
+        arXiv:2301.07733.
+
+    Example:
+        >>> import torch
+        >>> from lrlab.optim import DAdaptAdaGrad
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = DAdaptAdaGrad(model.parameters(), momentum=0.5)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.d >= 1e-6
+        True
     """
 
     SHARED = ("momentum", "growth_rate", "d0")

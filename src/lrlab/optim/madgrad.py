@@ -137,15 +137,32 @@ class MADGRAD(_MadgradBase):
 
     Args:
         params: parameters or param groups (all options may differ per group).
-        lr: step size, >= 0.
-        momentum: beta in [0, 1).
-        weight_decay: >= 0.
-        eps: >= 0.
-        decouple_decay: apply the decay to x directly instead of to the gradient.
+        lr: step size, >= 0 (default 1e-2).
+        momentum: beta in [0, 1) (default 0.9).
+        weight_decay: >= 0 (default 0.0).
+        eps: >= 0 (default 1e-6).
+        decouple_decay: apply the decay to x directly instead of to the gradient (default
+            False).
+
+    State: per parameter ``grad_sum_sq`` (ν), ``s`` and ``x0`` (with momentum); in every param
+    group the step counter ``k``, and in each its last λ_k (``dual_weight``).
+
+    References:
+        Defazio & Jelassi, "Adaptivity without Compromise: A Momentumized, Adaptive, Dual
+        Averaged Gradient Method for Stochastic Optimization", JMLR 2022, arXiv:2101.11075.
 
     Example:
-        >>> opt = MADGRAD(model.parameters(), lr=1e-2)  # doctest: +SKIP
-        >>> loss.backward(); opt.step()                # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import MADGRAD
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = MADGRAD(model.parameters(), lr=1e-2)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.param_groups[0]["k"]
+        10
     """
 
     def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,
@@ -215,15 +232,32 @@ class MirrorMADGRAD(_MadgradBase):
 
     Args:
         params: parameters or param groups (all options may differ per group).
-        lr: step size, >= 0.
-        momentum: beta in [0, 1).
-        weight_decay: >= 0.
-        eps: >= 0.
-        decouple_decay: decay z directly instead of adding to the gradient.
+        lr: step size, >= 0 (default 1e-2).
+        momentum: beta in [0, 1) (default 0.9).
+        weight_decay: >= 0 (default 0.0).
+        eps: >= 0 (default 0.0).
+        decouple_decay: decay z directly instead of adding to the gradient (default False).
+
+    State: per parameter ``grad_sum_sq`` (ν) and ``z``; in every param group the step counter
+    ``k``, and in each its last λ_k (``dual_weight``).
+
+    References:
+        Defazio & Jelassi, "Adaptivity without Compromise: A Momentumized, Adaptive, Dual
+        Averaged Gradient Method for Stochastic Optimization", JMLR 2022, arXiv:2101.11075
+        (MADGRAD, whose weighting and momentum this mirror-descent form keeps).
 
     Example:
-        >>> opt = MirrorMADGRAD(model.parameters(), lr=1e-2)  # doctest: +SKIP
-        >>> loss.backward(); opt.step()                      # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import MirrorMADGRAD
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = MirrorMADGRAD(model.parameters(), lr=1e-2)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.param_groups[0]["k"]
+        10
     """
 
     def __init__(self, params: Any, lr: float = 1e-2, momentum: float = 0.9,

@@ -15,8 +15,10 @@ Both keep exponential averages of the loss :math:`\bar f_k`, of the gradient :ma
 :math:`\tau_k` is what :meth:`effective_lr` reports. ``step`` needs the loss value of the
 current mini-batch: ``opt.step(loss=loss)`` after ``loss.backward()``, or ``opt.step(closure)``.
 
-The running loss average, the lower-bound estimate and the step counter are saved in
-``state_dict()`` so that a reload continues exactly where the run stopped.
+The step counter ``k``, the running loss average ``loss_avg``, ``gamma`` and the lower-bound
+estimate ``fstar`` are entries of every param group, and each group's last step size ``tau`` an
+entry of that group, so the standard ``state_dict()`` carries them and a reload continues
+exactly where the run stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import torch
 
 from lrlab._checks import check_real
-from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._base import ValidatedOptimizer, evaluate
 from lrlab.optim._foreach import blocks, dot_sum, into, sq_norm_sum, with_grad
 from lrlab.optim._validate import check_betas, check_bool, check_lr
 
@@ -56,47 +58,62 @@ def _loss_value(
 def _step_size(
     sc: dict[str, Any], group: dict[str, Any], rho: float, xd: float, sq: float
 ) -> float:
-    """Polyak-type step for one group; updates the online lower bound in ``sc`` if enabled."""
+    """Polyak-type step for one group; updates the online lower bound ``sc["fstar"]`` if
+    enabled."""
     lr = check_lr(group["lr"])
     shrink = 1.0 + lr * group["weight_decay"]
     loss_avg, gamma = sc["loss_avg"], sc["gamma"]
     if group["use_fstar"]:
         cap = shrink * loss_avg + xd - shrink * gamma
-        if cap < shrink * rho * sc["lb"]:
-            sc["lb"] = max(cap / (2.0 * shrink * rho), group["lb"])
-    numerator = shrink * (loss_avg - rho * sc["lb"]) + xd - shrink * gamma
+        if cap < shrink * rho * sc["fstar"]:
+            sc["fstar"] = max(cap / (2.0 * shrink * rho), group["lb"])
+    numerator = shrink * (loss_avg - rho * sc["fstar"]) + xd - shrink * gamma
     ratio = max(numerator, 0.0) / sq if sq > 0.0 else math.inf
     tau = min(lr / rho, ratio)
     if group["use_fstar"]:
         level = loss_avg + xd - gamma
-        sc["lb"] = max((level - 0.5 * tau * sq) / rho, group["lb"])
+        sc["fstar"] = max((level - 0.5 * tau * sq) / rho, group["lb"])
     return tau
 
 
-class _MomoBase(ScalarStateOptimizer):
+class _MomoBase(ValidatedOptimizer):
+    GLOBALS = ("k", "loss_avg", "gamma", "fstar")
+    GROUP_STATE = ("tau",)
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        super().__init__(params, {**defaults, "k": 0, "loss_avg": 0.0, "gamma": 0.0,
+                                  "tau": None})
+
     def _check_common(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
         check_real("weight_decay", group["weight_decay"], 0.0)
         check_real("lb", group["lb"])
         check_bool("use_fstar", group["use_fstar"])
+        group.setdefault("fstar", float(group["lb"]))
+
+    def _from_scalars(self, scalars: dict[str, Any], index: int) -> dict[str, Any]:
+        taus = scalars["tau"]
+        return {"k": int(scalars["step"]), "loss_avg": float(scalars["loss_avg"]),
+                "gamma": float(scalars["gamma"]), "fstar": float(scalars["lb"]),
+                "tau": float(taus[index]) if index < len(taus) else None}
+
+    def _globals(self) -> dict[str, Any]:
+        first = self.param_groups[0]
+        return {key: first[key] for key in self.GLOBALS}
 
     def effective_lr(self) -> list[float]:
         """Per group, the adaptive step size tau_k of the last step (``lr`` before any step)."""
-        taus = self.scalars["tau"]
-        return [
-            float(taus[i]) if i < len(taus) else float(g["lr"])
-            for i, g in enumerate(self.param_groups)
-        ]
+        return [float(g["lr"] if g["tau"] is None else g["tau"]) for g in self.param_groups]
 
     @property
     def lower_bound(self) -> float:
-        """Current lower-bound estimate ``lb`` (moves only with ``use_fstar=True``)."""
-        return float(self.scalars["lb"])
+        """Current lower-bound estimate ``fstar`` (moves only with ``use_fstar=True``)."""
+        return float(self.param_groups[0]["fstar"])
 
     @property
     def loss_average(self) -> float:
         """Current running loss average f̄_k."""
-        return float(self.scalars["loss_avg"])
+        return float(self.param_groups[0]["loss_avg"])
 
 
 class Momo(_MomoBase):
@@ -118,18 +135,38 @@ class Momo(_MomoBase):
 
     Args:
         params: parameters or param groups (``lr`` and ``weight_decay`` may differ per group).
-        lr: step-size cap, >= 0 (the adaptive step never exceeds ``lr / rho_k``).
-        weight_decay: proximal L2 weight decay lambda, >= 0.
-        beta: momentum, in [0, 1).
-        lb: lower bound on the loss (0 for non-negative losses); with ``use_fstar`` the floor
-            of the online estimate.
-        bias_correction: start the averages at 0 and correct them by rho_k.
-        use_fstar: estimate the lower bound online.
+        lr: step-size cap, >= 0 (default 1.0; the adaptive step never exceeds ``lr / rho_k``).
+        weight_decay: proximal L2 weight decay lambda, >= 0 (default 0.0).
+        beta: momentum, in [0, 1) (default 0.9); optimizer-wide.
+        lb: lower bound on the loss (default 0.0, for non-negative losses); with
+            ``use_fstar`` the floor of the online estimate; optimizer-wide.
+        bias_correction: start the averages at 0 and correct them by rho_k (default False);
+            optimizer-wide.
+        use_fstar: estimate the lower bound online (default False); optimizer-wide.
+
+    Returns:
+        ``step`` returns the loss it was given (or the closure's value).
+
+    State: per parameter ``grad_avg`` (d); in every param group ``k``, ``loss_avg`` (f̄),
+    ``gamma`` (γ) and ``fstar`` (the lower-bound estimate), and in each its last τ_k
+    (``tau``).
+
+    References:
+        Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for Adaptive
+        Learning Rates", ICML 2024, arXiv:2305.07583.
 
     Example:
-        >>> opt = Momo(model.parameters(), lr=1.0)          # doctest: +SKIP
-        >>> loss = loss_fn(model(x), y); loss.backward()    # doctest: +SKIP
-        >>> opt.step(loss=loss)                             # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import Momo
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = Momo(model.parameters(), lr=1.0)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step(loss=loss)
+        >>> 0 < opt.effective_lr()[0] <= 1.0
+        True
     """
 
     SHARED = ("beta", "lb", "bias_correction", "use_fstar")
@@ -149,7 +186,6 @@ class Momo(_MomoBase):
             bias_correction=bias_correction, use_fstar=use_fstar,
         )
         super().__init__(params, defaults)
-        self.scalars = {"step": 0, "loss_avg": 0.0, "gamma": 0.0, "lb": float(lb), "tau": []}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
@@ -162,8 +198,8 @@ class Momo(_MomoBase):
         loss, f = _loss_value(closure, loss, "Momo")
         first = self.param_groups[0]
         beta, corrected = first["beta"], first["bias_correction"]
-        sc = self.scalars
-        k = sc["step"] + 1
+        sc = self._globals()
+        k = sc["k"] + 1
         start_from_value = k == 1 and not corrected
         sc["loss_avg"] = beta * (f if start_from_value else sc["loss_avg"]) + (1 - beta) * f
         rho = 1.0 - beta**k if corrected else 1.0
@@ -188,16 +224,15 @@ class Momo(_MomoBase):
                 xd.append(dot_sum(p_c, d_c))
                 sq.append(sq_norm_sum(d_c))
         if not xg:
-            sc["step"] = k
+            sc["k"] = k
+            self._sync(sc)
             return loss
         xg_v, xd_v, sq_v = torch.stack([torch.stack(v).sum() for v in (xg, xd, sq)]).tolist()
         gamma = xg_v if start_from_value else sc["gamma"]
         sc["gamma"] = beta * gamma + (1 - beta) * xg_v
 
-        taus = []
         for group, (params, avgs) in zip(self.param_groups, active, strict=True):
-            tau = _step_size(sc, group, rho, xd_v, sq_v)
-            taus.append(tau)
+            tau = group["tau"] = _step_size(sc, group, rho, xd_v, sq_v)
             if not params:
                 continue
             decay = group["lr"] * group["weight_decay"]
@@ -205,8 +240,8 @@ class Momo(_MomoBase):
                 torch._foreach_add_(p_c, d_c, alpha=-tau)
                 if decay > 0:
                     torch._foreach_div_(p_c, 1.0 + decay)
-        sc["tau"] = taus
-        sc["step"] = k
+        sc["k"] = k
+        self._sync(sc)
         return loss
 
 
@@ -235,17 +270,38 @@ class MomoAdam(_MomoBase):
 
     Args:
         params: parameters or param groups (``lr``, ``eps``, ``weight_decay`` may differ).
-        lr: step-size cap, >= 0.
-        betas: (beta1, beta2), each in [0, 1); optimizer-wide.
-        eps: added to the denominator, >= 0.
-        weight_decay: lambda, >= 0.
-        lb: lower bound on the loss (floor of the online estimate with ``use_fstar``).
-        divide: proximal weight decay (True) or AdamW-style decoupled decay (False).
-        use_fstar: estimate the lower bound online.
+        lr: step-size cap, >= 0 (default 1e-2).
+        betas: (beta1, beta2), each in [0, 1) (default (0.9, 0.999)); optimizer-wide.
+        eps: added to the denominator, >= 0 (default 1e-8).
+        weight_decay: lambda, >= 0 (default 0.0).
+        lb: lower bound on the loss (default 0.0; floor of the online estimate with
+            ``use_fstar``); optimizer-wide.
+        divide: proximal weight decay (True, the default) or AdamW-style decoupled decay
+            (False).
+        use_fstar: estimate the lower bound online (default False); optimizer-wide.
+
+    Returns:
+        ``step`` returns the loss it was given (or the closure's value).
+
+    In every param group: ``k``, ``loss_avg``, ``gamma``, ``fstar``, and in each its last τ_k
+    (``tau``).
+
+    References:
+        Schaipp, Ohana, Eickenberg, Defazio & Gower, "MoMo: Momentum Models for Adaptive
+        Learning Rates", ICML 2024, arXiv:2305.07583.
 
     Example:
-        >>> opt = MomoAdam(model.parameters(), lr=1e-2)     # doctest: +SKIP
-        >>> loss.backward(); opt.step(loss=loss)            # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import MomoAdam
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = MomoAdam(model.parameters(), lr=1e-2)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step(loss=loss)
+        >>> opt.param_groups[0]["k"]
+        10
     """
 
     SHARED = ("betas", "lb", "use_fstar")
@@ -266,7 +322,6 @@ class MomoAdam(_MomoBase):
             divide=divide, use_fstar=use_fstar,
         )
         super().__init__(params, defaults)
-        self.scalars = {"step": 0, "loss_avg": 0.0, "gamma": 0.0, "lb": float(lb), "tau": []}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
@@ -285,8 +340,8 @@ class MomoAdam(_MomoBase):
         """One MoMo-Adam step; ``loss`` (or ``closure``) gives the current mini-batch loss."""
         loss, f = _loss_value(closure, loss, "MomoAdam")
         beta1, beta2 = self.param_groups[0]["betas"]
-        sc = self.scalars
-        k = sc["step"] + 1
+        sc = self._globals()
+        k = sc["k"] + 1
         bc1, root_bc2 = 1.0 - beta1**k, math.sqrt(1.0 - beta2**k)
 
         active, xg, xd, sq = [], [], [], []
@@ -311,15 +366,14 @@ class MomoAdam(_MomoBase):
                 sq.append(dot_sum(d_c, scaled) * root_bc2)
         sc["loss_avg"] = (1 - beta1) * f + beta1 * sc["loss_avg"]
         if not xg:
-            sc["step"] = k
+            sc["k"] = k
+            self._sync(sc)
             return loss
         xg_v, xd_v, sq_v = torch.stack([torch.stack(v).sum() for v in (xg, xd, sq)]).tolist()
         sc["gamma"] = beta1 * sc["gamma"] + (1 - beta1) * xg_v
 
-        taus = []
         for group, (params, avgs, roots) in zip(self.param_groups, active, strict=True):
-            tau = _step_size(sc, group, bc1, xd_v, sq_v)
-            taus.append(tau)
+            tau = group["tau"] = _step_size(sc, group, bc1, xd_v, sq_v)
             if not params:
                 continue
             decay = group["lr"] * group["weight_decay"]
@@ -330,6 +384,6 @@ class MomoAdam(_MomoBase):
                 torch._foreach_addcdiv_(p_c, d_c, denom, value=-tau * root_bc2)
                 if decay > 0 and group["divide"]:
                     torch._foreach_div_(p_c, 1.0 + decay)
-        sc["tau"] = taus
-        sc["step"] = k
+        sc["k"] = k
+        self._sync(sc)
         return loss

@@ -67,11 +67,43 @@ class Prodigy(GlobalStepOptimizer):
     ``slice_p > 1`` estimates d from a strided subset of each tensor (less memory for ``s`` and
     ``x₀``). A parameter that is all zeros at its first step stores ``x₀`` as a scalar zero.
 
-    Example::
+    Args:
+        params: parameters or param groups.
+        lr: multiplier on the estimate d, >= 0 (default 1.0, the published method); groups
+            share one ``lr``, 0 freezes a group.
+        betas: (β₁, β₂), each in [0, 1) (default (0.9, 0.999)); optimizer-wide.
+        beta3: β₃ in [0, 1), or None for √β₂ (default None); optimizer-wide.
+        eps: denominator offset ε, > 0 (default 1e-8).
+        weight_decay: λ, >= 0 (default 0.0).
+        decouple: AdamW-style decay of x instead of adding λx to the gradient (default True);
+            optimizer-wide.
+        use_bias_correction: multiply the step by c_k (default False); optimizer-wide.
+        safeguard_warmup: use d_k instead of γ_k in the update of s (default False).
+        d0: initial estimate of d, > 0 (default 1e-6); optimizer-wide.
+        d_coef: multiplier on the estimate d̂, > 0 (default 1.0); optimizer-wide.
+        growth_rate: bound on d_{k+1} / d_k, >= 1 (default inf: unbounded); optimizer-wide.
+        slice_p: estimate d from every ``slice_p``-th entry, integer >= 1 (default 1).
 
-        opt = Prodigy(model.parameters(), weight_decay=0.01, safeguard_warmup=True,
-                      use_bias_correction=True)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000)
+    State: per parameter ``s``, ``p0`` (x₀), ``exp_avg`` (m, if β₁ > 0), ``exp_avg_sq`` (v);
+    in every param group ``d``, ``d_max``, ``d_numerator`` (N) and ``k``.
+
+    References:
+        Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free Learner",
+        ICML 2024, arXiv:2306.06101.
+
+    Example:
+        >>> import torch
+        >>> from lrlab.optim import Prodigy
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = Prodigy(model.parameters(), weight_decay=0.01, safeguard_warmup=True)
+        >>> sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100)
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.d > 1e-6
+        True
     """
 
     SHARED = ("betas", "beta3", "use_bias_correction", "d0", "d_coef", "growth_rate", "decouple")

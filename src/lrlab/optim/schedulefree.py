@@ -18,8 +18,8 @@ In train mode the parameters hold :math:`y`; :meth:`eval` moves them to :math:`x
 :meth:`train` back (only the interpolation changes: :math:`z` is kept in the state). Call
 ``opt.train()`` before training steps and ``opt.eval()`` before evaluating or saving the model;
 ``step`` in eval mode raises ``RuntimeError``. A new optimizer starts in train mode (before the
-first step, x = y = z). The mode, the step counter ``k``, the weight sum and ``max lr`` are saved
-in ``state_dict()``.
+first step, x = y = z). The mode (``train_mode``), the step counter ``k``, the weight sum and
+``max lr`` are entries of the param groups, so the standard ``state_dict()`` carries them.
 
 ``lr`` is the step itself (:math:`\gamma_k` = ``lr`` times the built-in linear warm-up factor
 :math:`\min(1, (k+1)/\text{warmup\_steps})`). No decaying schedule is needed, but an lrlab schedule
@@ -30,19 +30,23 @@ warm-up factor; for a warm-up, use either one, not both). :meth:`effective_lr` r
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from lrlab._checks import check_int, check_real
-from lrlab.optim._base import ScalarStateOptimizer, evaluate
+from lrlab.optim._base import ValidatedOptimizer, check_saved_groups, evaluate
 from lrlab.optim._foreach import blocks, into, with_grad
 from lrlab.optim._validate import check_betas, check_lr
 
 __all__ = ["AdamWScheduleFree", "SGDScheduleFree", "ScheduleFreeWrapper"]
 
 _COUNTERS = dict(k=0, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
+_WRAPPER_COUNTERS = dict(sf_k=0, sf_weight_sum=0.0, sf_lr_max=0.0, scheduled_lr=0.0)
+# the wrapper's per-parameter entries in the state dict (which it shares with the base's)
+_PREFIX = "sf_"
 
 
 def _averaging_weight(
@@ -57,8 +61,14 @@ def _averaging_weight(
     return weight / total if total > 0 else 0.0
 
 
-class _ScheduleFree(ScalarStateOptimizer):
-    """train()/eval() switching and the mode check shared by the Schedule-Free optimizers."""
+class _ScheduleFree(ValidatedOptimizer):
+    """train()/eval() switching and the mode check shared by the Schedule-Free optimizers. The
+    mode is the ``train_mode`` entry of every param group."""
+
+    GLOBALS = ("train_mode",)
+
+    def _from_scalars(self, scalars: dict[str, Any], index: int) -> dict[str, Any]:
+        return {"train_mode": bool(scalars["train_mode"])}
 
     def _interpolation(self, group: dict[str, Any]) -> float:
         raise NotImplementedError
@@ -66,7 +76,7 @@ class _ScheduleFree(ScalarStateOptimizer):
     @property
     def train_mode(self) -> bool:
         """True when the parameters hold the gradient point y, False when they hold x."""
-        return bool(self.scalars["train_mode"])
+        return bool(self.param_groups[0]["train_mode"])
 
     def _move(self, to_train: bool) -> None:
         for group in self.param_groups:
@@ -82,14 +92,14 @@ class _ScheduleFree(ScalarStateOptimizer):
         """Switch the parameters to the gradient point y (no-op in train mode)."""
         if not self.train_mode:
             self._move(to_train=True)
-            self.scalars["train_mode"] = True
+            self._sync({"train_mode": True})
 
     @torch.no_grad()
     def eval(self) -> None:
         """Switch the parameters to the averaged point x (no-op in eval mode)."""
         if self.train_mode:
             self._move(to_train=False)
-            self.scalars["train_mode"] = False
+            self._sync({"train_mode": False})
 
     def _require_train_mode(self) -> None:
         if not self.train_mode:
@@ -105,6 +115,8 @@ class _ScheduleFree(ScalarStateOptimizer):
 
 
 class _BuiltInScheduleFree(_ScheduleFree):
+    GROUP_STATE = tuple(_COUNTERS)
+
     def _check_common(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
         check_real("weight_decay", group["weight_decay"], 0.0)
@@ -149,17 +161,34 @@ class SGDScheduleFree(_BuiltInScheduleFree):
 
     Args:
         params: parameters or param groups (every option may differ per group).
-        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
-        momentum: interpolation beta, in (0, 1).
-        weight_decay: L2 decay lambda evaluated at y, >= 0.
-        warmup_steps: linear warm-up length, >= 0.
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        lr: step size gamma, >= 0 (default 1.0; multiplied by the warm-up factor).
+        momentum: interpolation beta, in (0, 1) (default 0.9).
+        weight_decay: L2 decay lambda evaluated at y, >= 0 (default 0.0).
+        warmup_steps: linear warm-up length, integer >= 0 (default 0).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z``; per param group ``k``, ``weight_sum``, ``lr_max``,
+    ``scheduled_lr`` and the mode ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> opt = SGDScheduleFree(model.parameters(), lr=1.0, warmup_steps=100)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step()                             # doctest: +SKIP
-        >>> opt.eval()   # evaluate / save at x                                  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import SGDScheduleFree
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = SGDScheduleFree(model.parameters(), lr=1.0, warmup_steps=100)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
 
     def __init__(
@@ -174,10 +203,9 @@ class SGDScheduleFree(_BuiltInScheduleFree):
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
-            r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
+            r=r, weight_lr_power=weight_lr_power, train_mode=True, **_COUNTERS,
         )
         super().__init__(params, defaults)
-        self.scalars = {"train_mode": True}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
@@ -217,17 +245,35 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
 
     Args:
         params: parameters or param groups (every option may differ per group).
-        lr: step size gamma, >= 0 (multiplied by the warm-up factor).
-        betas: (beta1, beta2); beta1 in (0, 1), beta2 in [0, 1).
-        eps: denominator offset, >= 0.
-        weight_decay: decoupled decay lambda evaluated at y, >= 0.
-        warmup_steps: linear warm-up length, >= 0.
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        lr: step size gamma, >= 0 (default 0.0025; multiplied by the warm-up factor).
+        betas: (beta1, beta2); beta1 in (0, 1), beta2 in [0, 1) (default (0.9, 0.999)).
+        eps: denominator offset, >= 0 (default 1e-8).
+        weight_decay: decoupled decay lambda evaluated at y, >= 0 (default 0.0).
+        warmup_steps: linear warm-up length, integer >= 0 (default 0).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z`` and ``exp_avg_sq`` (v); per param group ``k``, ``weight_sum``,
+    ``lr_max``, ``scheduled_lr`` and the mode ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> opt = AdamWScheduleFree(params, lr=2.5e-3, warmup_steps=100)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import AdamWScheduleFree
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = AdamWScheduleFree(model.parameters(), lr=2.5e-3, warmup_steps=100)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
 
     def __init__(
@@ -243,10 +289,9 @@ class AdamWScheduleFree(_BuiltInScheduleFree):
     ) -> None:
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
-            r=r, weight_lr_power=weight_lr_power, **_COUNTERS,
+            r=r, weight_lr_power=weight_lr_power, train_mode=True, **_COUNTERS,
         )
         super().__init__(params, defaults)
-        self.scalars = {"train_mode": True}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         self._check_common(group)
@@ -298,16 +343,37 @@ class ScheduleFreeWrapper(_ScheduleFree):
 
     Args:
         base: the optimizer that updates z (its own momentum is usually turned off).
-        momentum: interpolation beta, in (0, 1).
-        weight_decay_at_y: decay lambda evaluated at y, >= 0 (a base's own decay acts at z).
-        r: polynomial power of the averaging weights, >= 0.
-        weight_lr_power: power of max lr in the averaging weights, >= 0.
+        momentum: interpolation beta, in (0, 1) (default 0.9).
+        weight_decay_at_y: decay lambda evaluated at y, >= 0 (default 0.0; a base's own decay
+            acts at z).
+        r: polynomial power of the averaging weights, >= 0 (default 0.0).
+        weight_lr_power: power of max lr in the averaging weights, >= 0 (default 2.0).
+
+    State: per parameter ``z``, saved as ``sf_z`` next to the base's own entries; per param
+    group ``sf_k``, ``sf_weight_sum``, ``sf_lr_max``, ``scheduled_lr`` and ``train_mode``.
+
+    References:
+        Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled",
+        NeurIPS 2024, arXiv:2405.15682.
 
     Example:
-        >>> base = torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.999))  # doctest: +SKIP
-        >>> opt = ScheduleFreeWrapper(base, momentum=0.9)  # doctest: +SKIP
-        >>> opt.train(); loss.backward(); opt.step(); opt.eval()  # doctest: +SKIP
+        >>> import torch
+        >>> from lrlab.optim import ScheduleFreeWrapper
+        >>> model = torch.nn.Linear(4, 1)
+        >>> base = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.0, 0.999))
+        >>> opt = ScheduleFreeWrapper(base, momentum=0.9)
+        >>> opt.train()
+        >>> for _ in range(10):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     _ = opt.step()
+        >>> opt.eval()  # the parameters now hold x: evaluate or save here
+        >>> opt.train_mode
+        False
     """
+
+    GROUP_STATE = tuple(_WRAPPER_COUNTERS)
 
     def __init__(
         self,
@@ -326,14 +392,11 @@ class ScheduleFreeWrapper(_ScheduleFree):
         self.base = base
         super().__init__(base.param_groups, {})
         self.param_groups = base.param_groups
-        self.scalars = {"train_mode": True}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
-        group.setdefault("sf_k", 0)
-        group.setdefault("sf_weight_sum", 0.0)
-        group.setdefault("sf_lr_max", 0.0)
-        group.setdefault("scheduled_lr", 0.0)
+        for key, value in {"train_mode": True, **_WRAPPER_COUNTERS}.items():
+            group.setdefault(key, value)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if any(param_group is g for g in self.base.param_groups):
@@ -341,23 +404,48 @@ class ScheduleFreeWrapper(_ScheduleFree):
             return
         self.base.add_param_group(param_group)
         self._check_group(self.base.param_groups[-1])
+        self._copy_globals(self.base.param_groups[-1])
 
     def _interpolation(self, group: dict[str, Any]) -> float:
         return self.momentum
 
     def state_dict(self) -> dict[str, Any]:
-        out = super().state_dict()
-        out["base"] = self.base.state_dict()
+        """The base's state dict (whose param groups are the wrapper's) with the wrapper's
+        per-parameter entries added to each parameter's state under ``sf_z``."""
+        out = self.base.state_dict()
+        merged = dict(out["state"])
+        for i, st in super().state_dict()["state"].items():
+            merged[i] = {**merged.get(i, {}), **{_PREFIX + k: v for k, v in st.items()}}
+        out["state"] = merged
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        if "base" not in state_dict:
-            raise ValueError("state_dict lacks the 'base' entry that ScheduleFreeWrapper saves")
-        base_state = state_dict.pop("base")
-        super().load_state_dict(state_dict)
-        self.base.load_state_dict(base_state)
+        if "base" in state_dict:  # the layout of older lrlab versions
+            own = self._upgrade(state_dict)
+            state_dict = dict(state_dict["base"])
+            state_dict["param_groups"] = own["param_groups"]
+            state_dict["state"] = {
+                i: {**state_dict["state"].get(i, {}),
+                    **{_PREFIX + k: v for k, v in own["state"].get(i, {}).items()}}
+                for i in {*state_dict["state"], *own["state"]}
+            }
+        check_saved_groups(type(self).__name__, state_dict["param_groups"],
+                           (*self.GLOBALS, *self.GROUP_STATE))
+        base_state: dict[Any, dict[str, Any]] = {}
+        own_state: dict[Any, dict[str, Any]] = {}
+        for i, st in state_dict["state"].items():
+            for key, value in st.items():
+                if key.startswith(_PREFIX):
+                    own_state.setdefault(i, {})[key[len(_PREFIX):]] = value
+                else:
+                    base_state.setdefault(i, {})[key] = value
+        self.base.load_state_dict({**state_dict, "state": base_state})
         self.param_groups = self.base.param_groups
+        params = [p for g in self.param_groups for p in g["params"]]
+        self.state = defaultdict(dict)
+        for i, st in own_state.items():
+            p = params[int(i)]
+            self.state[p] = {k: v.to(dtype=p.dtype, device=p.device) for k, v in st.items()}
 
     @staticmethod
     def _swap_z(params: list[torch.Tensor], zs: list[torch.Tensor]) -> list[torch.Tensor]:

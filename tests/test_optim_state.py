@@ -1,0 +1,255 @@
+"""Optimizer state lives in ``state`` and ``param_groups`` only: a state dict rebuilt from those two
+entries alone (as checkpointing and re-sharding tools do) resumes every optimizer exactly, and one
+that lacks a piece of that state is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+from lrlab.optim import (
+    MADGRAD,
+    MDA,
+    AdamWScheduleFree,
+    DAdaptAdaGrad,
+    DAdaptAdam,
+    DAdaptSGD,
+    Mechanic,
+    MirrorMADGRAD,
+    Momo,
+    MomoAdam,
+    PrimalAveragingSGD,
+    Prodigy,
+    ScheduleFreeWrapper,
+    SGDScheduleFree,
+)
+from optim_harness import clone_params, compute_grads, groups_of, make_params, roundtrip
+
+TWO_GROUPS = [{"idx": [0, 1]}, {"idx": [2, 3]}]
+Check = Callable[[torch.optim.Optimizer, dict[str, Any]], None]
+
+
+@dataclass
+class Case:
+    make: Callable[[Any], torch.optim.Optimizer]
+    check: Check  # the saved state has moved away from its start
+    spec: list[dict[str, Any]] | None = None
+    needs_loss: bool = False
+    schedule_free: bool = False
+
+
+def grew_d(opt, plain):
+    d0 = plain["param_groups"][0]["d0"]
+    assert all(g["d"] == opt.d > 2 * d0 for g in plain["param_groups"])
+    assert all(g["k"] == SPLIT for g in plain["param_groups"])
+
+
+def counted_dual_weights(opt, plain):
+    groups = plain["param_groups"]
+    assert all(g["k"] == SPLIT for g in groups)
+    assert all(g["dual_weight"] > g["lr"] for g in groups)
+    assert opt.effective_lr() == [g["dual_weight"] for g in groups]
+
+
+def moved_z(opt, plain):
+    start = make_params()
+    assert all(not torch.equal(plain["state"][i]["z"], start[i]) for i in range(4))
+
+
+def momo_averages(opt, plain):
+    groups = plain["param_groups"]
+    first = groups[0]
+    assert first["k"] == SPLIT and first["loss_avg"] != 0 and first["gamma"] != 0
+    assert first["fstar"] != first["lb"]  # the online lower bound has moved
+    assert all(g[key] == first[key] for g in groups for key in ("k", "loss_avg", "fstar"))
+    assert [g["tau"] for g in groups] == opt.effective_lr()
+    assert groups[0]["tau"] != groups[1]["tau"]  # per group (different lr caps)
+
+
+def schedule_free_counters(opt, plain):
+    for g in plain["param_groups"]:
+        assert g["k"] == SPLIT and g["weight_sum"] > 0 and g["train_mode"] is False
+
+
+def wrapper_counters(opt, plain):
+    for g in plain["param_groups"]:
+        assert g["sf_k"] == SPLIT and g["sf_weight_sum"] > 0 and g["train_mode"] is False
+    assert all({"sf_z", "exp_avg_sq"} <= set(plain["state"][i]) for i in range(4))
+
+
+def mechanic_tuner(opt, plain):
+    for g in plain["param_groups"]:
+        assert g["mechanic_k"] == SPLIT and sum(g["mechanic_s"]) == pytest.approx(opt.scale)
+        assert opt.scale > 1e-6
+    assert all({"mechanic_ref", "momentum_buffer"} <= set(plain["state"][i]) for i in range(4))
+
+
+CASES = {
+    "DAdaptSGD": Case(lambda p: DAdaptSGD(p, momentum=0.9, weight_decay=0.01), grew_d,
+                      TWO_GROUPS),
+    "DAdaptAdam": Case(lambda p: DAdaptAdam(p, lr=0.3, use_bias_correction=True), grew_d,
+                       TWO_GROUPS),
+    "DAdaptAdaGrad": Case(lambda p: DAdaptAdaGrad(p, momentum=0.5), grew_d, TWO_GROUPS),
+    "Prodigy": Case(lambda p: Prodigy(p, weight_decay=0.01, safeguard_warmup=True), grew_d,
+                    TWO_GROUPS),
+    "MDA": Case(lambda p: MDA(p, lr=0.05), counted_dual_weights, TWO_GROUPS),
+    "MADGRAD": Case(lambda p: MADGRAD(p, lr=0.05, momentum=0.0), counted_dual_weights,
+                    TWO_GROUPS),
+    "MirrorMADGRAD": Case(lambda p: MirrorMADGRAD(p, lr=0.01), counted_dual_weights,
+                          TWO_GROUPS),
+    "PrimalAveragingSGD": Case(lambda p: PrimalAveragingSGD(p, lr=0.5), moved_z),
+    "Momo": Case(lambda p: Momo(p, use_fstar=True, weight_decay=0.01), momo_averages,
+                 [{"idx": [0, 1]}, {"idx": [2, 3], "lr": 0.2}], needs_loss=True),
+    "MomoAdam": Case(lambda p: MomoAdam(p, use_fstar=True), momo_averages,
+                     [{"idx": [0, 1]}, {"idx": [2, 3], "lr": 0.003}], needs_loss=True),
+    "SGDScheduleFree": Case(lambda p: SGDScheduleFree(p, lr=0.5, warmup_steps=5),
+                            schedule_free_counters, TWO_GROUPS, schedule_free=True),
+    "AdamWScheduleFree": Case(lambda p: AdamWScheduleFree(p, lr=0.05, r=1.0),
+                              schedule_free_counters, TWO_GROUPS, schedule_free=True),
+    "ScheduleFreeWrapper": Case(
+        lambda p: ScheduleFreeWrapper(torch.optim.Adam(p, lr=0.05, betas=(0.0, 0.99))),
+        wrapper_counters, TWO_GROUPS, schedule_free=True),
+    "Mechanic": Case(lambda p: Mechanic(torch.optim.SGD(p, lr=0.01, momentum=0.9)),
+                     mechanic_tuner, TWO_GROUPS),
+}
+SPLIT, MORE = 12, 8
+
+
+def step(opt, params, k, case):
+    loss = compute_grads(params, k)
+    if case.needs_loss:
+        opt.step(loss=loss)
+    else:
+        opt.step()
+
+
+def plain_copy(opt) -> dict[str, Any]:
+    """What a tool that keeps only ``state`` and ``param_groups`` hands back, saved and loaded."""
+    sd = opt.state_dict()
+    return roundtrip({"state": sd["state"], "param_groups": sd["param_groups"]})
+
+
+def run_until_split(case):
+    params = make_params()
+    opt = case.make(groups_of(params, case.spec))
+    for k in range(SPLIT):
+        step(opt, params, k, case)
+    if case.schedule_free:
+        opt.eval()  # saved in eval mode, as a checkpoint is
+    return params, opt
+
+
+def continue_run(opt, params, case):
+    if case.schedule_free:
+        opt.train()
+    for k in range(SPLIT, SPLIT + MORE):
+        step(opt, params, k, case)
+    return params
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_plain_state_dict_resumes_exactly(name):
+    case = CASES[name]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        params, opt = run_until_split(case)
+        plain = plain_copy(opt)
+        case.check(opt, plain)
+        fresh_params = clone_params(params)
+        fresh = case.make(groups_of(fresh_params, case.spec))
+        fresh.load_state_dict(plain)
+        unloaded_params = clone_params(params)  # the same start without the saved state
+        unloaded = case.make(groups_of(unloaded_params, case.spec))
+        if case.schedule_free:
+            unloaded.eval()
+        continue_run(opt, params, case)
+        continue_run(fresh, fresh_params, case)
+        continue_run(unloaded, unloaded_params, case)
+    finally:
+        torch.set_default_dtype(previous)
+    for i, (a, b) in enumerate(zip(fresh_params, params, strict=True)):
+        assert torch.equal(a, b), f"tensor {i} differs after resuming from the plain state dict"
+    assert not all(torch.equal(a, b) for a, b in zip(unloaded_params, params, strict=True)), \
+        "the saved state made no difference: the comparison tests nothing"
+
+
+def group_state_keys(opt) -> list[str]:
+    if isinstance(opt, Mechanic):
+        return [k for k in opt.param_groups[0] if k.startswith("mechanic_")]
+    return [*opt.GLOBALS, *opt.GROUP_STATE]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_state_dict_without_a_group_entry_is_refused(name):
+    case = CASES[name]
+    params, opt = run_until_split(case)
+    keys = group_state_keys(opt)
+    assert keys or name == "PrimalAveragingSGD"
+    for key in keys:
+        plain = plain_copy(opt)
+        del plain["param_groups"][-1][key]
+        fresh = case.make(groups_of(clone_params(params), case.spec))
+        with pytest.raises(ValueError, match=f"lack.*{key}"):
+            fresh.load_state_dict(plain)
+
+
+def old_layout(opt, plain: dict[str, Any]) -> dict[str, Any]:
+    """``plain`` as older lrlab versions saved it: the optimizer-wide scalars in a ``"scalars"``
+    entry instead of the param groups."""
+    groups = [dict(g) for g in plain["param_groups"]]
+    first = groups[0]
+    if isinstance(opt, (Momo, MomoAdam)):
+        scalars = {"step": first["k"], "loss_avg": first["loss_avg"], "gamma": first["gamma"],
+                   "lb": first["fstar"], "tau": [g["tau"] for g in groups]}
+    elif isinstance(opt, SGDScheduleFree):
+        scalars = {"train_mode": first["train_mode"]}
+    else:
+        scalars = {"step": first["k"], "dual_weight": [g["dual_weight"] for g in groups]}
+    for g in groups:
+        for key in (*opt.GLOBALS, "tau", "dual_weight"):
+            g.pop(key, None)
+    return {"state": plain["state"], "param_groups": groups, "scalars": scalars}
+
+
+@pytest.mark.parametrize("name", ["Momo", "MADGRAD", "SGDScheduleFree"])
+def test_state_dict_of_the_older_layout_resumes_exactly(name):
+    case = CASES[name]
+    params, opt = run_until_split(case)
+    old = old_layout(opt, plain_copy(opt))
+    fresh_params = clone_params(params)
+    fresh = case.make(groups_of(fresh_params, case.spec))
+    fresh.load_state_dict(old)
+    continue_run(opt, params, case)
+    continue_run(fresh, fresh_params, case)
+    assert all(torch.equal(a, b) for a, b in zip(fresh_params, params, strict=True))
+
+
+def test_scalars_entry_is_refused_where_it_never_existed():
+    opt = Prodigy(make_params())
+    with pytest.raises(ValueError, match="'scalars' entry, which Prodigy never saves"):
+        opt.load_state_dict({**opt.state_dict(), "scalars": {"step": 3}})
+
+
+def test_added_group_receives_the_current_globals():
+    makers = [(lambda p: Momo(p, use_fstar=True), True), (lambda p: MADGRAD(p, lr=0.05), False),
+              (SGDScheduleFree, False), (lambda p: Mechanic(torch.optim.SGD(p, lr=0.01)), False)]
+    for make, needs_loss in makers:
+        params = make_params()
+        opt = make(params[:2])
+        for k in range(3):
+            loss = compute_grads(params, k, skip=(2, 3))
+            opt.step(loss=loss) if needs_loss else opt.step()
+        if isinstance(opt, SGDScheduleFree):
+            opt.eval()
+        opt.add_param_group({"params": params[2:]})
+        first, added = opt.param_groups
+        keys = (opt.GLOBALS if not isinstance(opt, Mechanic)
+                else [k for k in first if k.startswith("mechanic_") and k != "mechanic_betas"])
+        start = make(make_params()[:2]).param_groups[0]
+        assert all(first[k] != start[k] for k in keys), "a global had not moved"
+        assert all(added[k] == first[k] for k in keys)
