@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -30,6 +31,11 @@ class Report:
     files: dict[str, str]
 
 
+def _loss_columns(rob: pd.DataFrame) -> list[str]:
+    """The loss columns of a robustness frame (best loss and every over/under column)."""
+    return [c for c in rob.columns if c == "best_loss" or c.startswith(("over_", "under_"))]
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -46,20 +52,40 @@ def _fmt(x: object) -> str:
     return str(x)
 
 
-def _html_table(df: pd.DataFrame) -> str:
+def _html_table(df: pd.DataFrame, best: Sequence[str] = ()) -> str:
+    """A table inside its own horizontally scrolling box (the page itself never scrolls
+    sideways); the lowest finite value of each column in ``best`` is bold."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    lows = {}
+    for c in best:
+        if c in df.columns:
+            v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+            ok = np.isfinite(v)
+            if ok.any():
+                lows[c] = v[ok].min()
+
+    def cell(col: str, v: object) -> str:
+        text = html.escape(_fmt(v))
+        if col in lows and isinstance(v, (int, float)) and v == lows[col]:
+            return f"<td class='best'>{text}</td>"
+        return f"<td>{text}</td>"
+
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(cell(c, v) for c, v in zip(df.columns, row, strict=True)) + "</tr>"
         for row in df.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='scroll'>{table}</div>"
 
 
 _CSS = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "body{font-family:sans-serif;max-width:1100px;margin:1.5em auto;padding:0 12px;color:#222}"
+    "h1{font-size:1.5em;overflow-wrap:anywhere}li{overflow-wrap:anywhere}"
+    ".scroll{max-width:100%;overflow-x:auto}"
     "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-    "th{background:#f3f3f3}img{max-width:100%}"
+    "th{background:#f3f3f3}td.best{font-weight:bold;background:#eef7ee}"
+    "img{max-width:100%;height:auto}"
 )
 
 
@@ -125,19 +151,22 @@ def write_report(
     files["results.csv"] = export(df, os.path.join(out, "results.csv"))
     lines = "".join(f"<li>{html.escape(x)}</li>" for x in description)
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{lines}</ul>"
         "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; over_r / under_r: "
         "at r x and 1/r x the best lr; exponent: fitted slope of log gap vs log r "
         f"(gap = loss - {f_star:g}); predicted: theory; max_grid_factor: the coarsest grid "
-        f"whose best point stays within {slack:.0%} of the best loss.</p>"
+        f"whose best point stays within {slack:.0%} of the best loss. Bold: the lowest loss "
+        "of each column.</p>"
         + all_diverged
-        + _html_table(rob)
+        + _html_table(rob, best=_loss_columns(rob))
         + images[0]
         + images[1]
         + images[2]
         + "<h2>Per learning rate</h2>"
-        + _html_table(seed_table(df))
+        + _html_table(seed_table(df), best=("mean_loss",))
         + failed
         + "</body></html>"
     )

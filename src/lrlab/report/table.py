@@ -111,7 +111,7 @@ def robustness_table(
         title = title[: max(0, width - 3)] + "..."
     t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("schedule", no_wrap=True)
-    for key, header, w in cols:
+    for _, header, w in cols:
         t.add_column(header, justify="right", no_wrap=True, min_width=min(w, len(header)))
     best = {}
     for key, _, _ in cols:
