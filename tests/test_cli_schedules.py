@@ -100,7 +100,7 @@ def test_params_are_parsed_from_dataclass_fields() -> None:
         (["cosine", "--foo", "1", "--steps", "10"], "unknown parameter --foo"),
         (["step", "--steps", "10"], "needs step_size="),
         (["cosine", "--s-min", "2", "--steps", "10"], r"s_min must be in \[0, 1\]"),
-        (["cosine", "--s-min", "abc", "--steps", "10"], "must be a number"),
+        (["cosine", "--s-min", "abc", "--steps", "10"], "is not a number"),
         (["cosine", "--steps", "0"], "--steps must be >= 1"),
         (["cosine", "--steps", "1.5"], "--steps must be an integer >= 1"),
         (["cosine", "--steps", str(2**53 + 1)], "--steps must be at most 2\\*\\*53"),

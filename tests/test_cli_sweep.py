@@ -356,7 +356,8 @@ def test_random_search_from_the_cli(tmp_path, capsys):
         (["--random-seed", "2"], "need --random N"),
         (["--random-weight-decay", "1e-4,1e-2"], "need --random N"),
         (["--random", "3", "--random-weight-decay", "1e-4"], "must be LO,HI"),
-        (["--random", "3", "--lr-min", "1", "--lr-max", "0.5"], "hi"),
+        (["--random", "3", "--lr-min", "1", "--lr-max", "0.5"],
+         "--lr-max must be >= --lr-min (1), got 0.5"),
     ],
 )
 def test_random_search_flag_conflicts(tmp_path, capsys, extra, message):

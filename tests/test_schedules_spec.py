@@ -54,9 +54,9 @@ def test_values_and_horizons():
     [
         ("nosuch", 10, "unknown schedule 'nosuch'; known: constant, cosine"),
         ("cosine", None, "schedule 'cosine' has a horizon: give steps"),
-        ("cosine:foo=1", 10, "has no parameter\\(s\\) foo; its parameters: steps, s_min"),
+        ("cosine:foo=1", 10, "has no argument\\(s\\) foo; its arguments: steps, s_min"),
         ("cosine:s_min", 10, "expected key=value"),
-        ("cosine:s_min=x", 10, "s_min must be a number"),
+        ("cosine:s_min=x", 10, "s_min='x' is not a number"),
         ("cosine:steps=5", 10, "gives steps=5, but its horizon is 10"),
         ("step", 10, "needs step_size="),
         ("cosine:s_min=0.1,s_min=0.2", 10, "s_min is given twice"),

@@ -125,7 +125,7 @@ def _convert(name: str, field: dataclasses.Field, raw: Any) -> Any:
     except ValueError:
         if "str" in kind:
             return raw
-        raise ValueError(f"{where} must be a number, got {raw!r}") from None
+        raise ValueError(f"{where}={raw!r} is not a number") from None
 
 
 def from_spec(
@@ -151,7 +151,7 @@ def from_spec(
     if unknown:
         allowed = ", ".join(fields) or "none"
         raise ValueError(
-            f"schedule {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: "
+            f"schedule {name!r} has no argument(s) {', '.join(unknown)}; its arguments: "
             f"{allowed}"
         )
     kwargs = {k: _convert(name, fields[k], v) for k, v in raw.items()}
