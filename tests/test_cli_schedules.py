@@ -8,9 +8,13 @@ import matplotlib.image as mpimg
 import pytest
 
 from lrlab.cli import main
-from lrlab.cli.schedule_args import build
-from lrlab.cli.schedules_cmd import parse_plot_spec
+from lrlab.cli.schedules_cmd import build_plotted, parse_plot_spec
 from lrlab.schedules import Cosine, CosinePhases, MultiStep, Warmup, registry
+
+
+def build(name, params, steps):
+    (sched,) = build_plotted([name], params, steps)
+    return sched
 
 
 def test_list_names_every_schedule_with_params(capsys) -> None:
@@ -78,12 +82,15 @@ def test_params_are_parsed_from_dataclass_fields() -> None:
             "--s-min",
             "0,0",
             "--steps",
-            "50",
+            "30",
             "-o",
             "x.png",
         ]
-    )  # an optional `steps` field is left to the schedule (here: the sum of the lengths)
+    )  # a horizon, also an optional one, is T (here: the sum of the lengths)
     assert build("cosine_phases", params, steps) == CosinePhases((10, 20), (1, 0.5), (0, 0))
+    # the same schedules written as specs
+    assert build("multistep:milestones=[30,60],gamma=0.5", {}, 100) == MultiStep((30, 60), 0.5)
+    assert build("cosine:s_min=0.1", {}, 50) == Cosine(50, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +98,13 @@ def test_params_are_parsed_from_dataclass_fields() -> None:
     [
         (["nope", "--steps", "10"], "unknown schedule 'nope'"),
         (["cosine", "--foo", "1", "--steps", "10"], "unknown parameter --foo"),
-        (["step", "--steps", "10"], "needs --step-size"),
+        (["step", "--steps", "10"], "needs step_size="),
         (["cosine", "--s-min", "2", "--steps", "10"], r"s_min must be in \[0, 1\]"),
-        (["cosine", "--s-min", "abc", "--steps", "10"], "must be a number"),
-        (["cosine", "--steps", "0"], "--steps must be an integer >= 1"),
+        (["cosine", "--s-min", "abc", "--steps", "10"], "is not a number"),
+        (["cosine", "--steps", "0"], "--steps must be >= 1"),
+        (["cosine", "--steps", "1.5"], "--steps must be an integer >= 1"),
+        (["cosine", "--steps", str(2**53 + 1)], "--steps must be at most 2\\*\\*53"),
+        (["cosine:s_min", "--steps", "10"], "expected key=value"),
         (["cosine"], "--steps T and -o"),
     ],
 )

@@ -235,3 +235,31 @@ def test_theory_and_refine_do_not_import_torch():
     code = "import sys, lrlab.theory, lrlab.refine; sys.exit('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+# -- long horizons: a subsampled grid ----------------------------------------------------------
+def test_long_horizons_match_the_step_by_step_computation(monkeypatch):
+    """Past EXACT_STEPS a schedule is evaluated on bins plus an exact tail; with the grid made
+    small here (bins of about 64 steps) the results stay within the documented tolerance."""
+    import lrlab.theory as th
+    from lrlab.schedules import Constant, Cosine, InverseSqrt, Linear, Polynomial
+
+    monkeypatch.setattr(th, "EXACT_STEPS", 2**14)
+    monkeypatch.setattr(th, "TAIL_STEPS", 2**12)
+    monkeypatch.setattr(th, "BINS", 2**12)
+    T = 2**17 + 123
+    for sched in (Cosine(T), Linear(T), Polynomial(T, 2.0), Constant(), InverseSqrt(),
+                  Cosine(T, 0.1)):
+        eta = sched(np.arange(T))  # an array: always step by step
+        exact, grid = th.rho_curve(eta), th.rho_curve(sched, steps=T)
+        assert grid.best_peak == pytest.approx(exact.best_peak, rel=1e-4)
+        assert grid.best_bound == pytest.approx(exact.best_bound, rel=1e-5)
+        np.testing.assert_allclose(grid.over_plain, exact.over_plain, rtol=1e-5)
+        np.testing.assert_allclose(grid.over_restarted, exact.over_restarted, rtol=1e-4)
+        np.testing.assert_allclose(grid.under_restarted, exact.under_restarted, rtol=1e-4)
+        assert np.all(np.abs(grid.restart_over - exact.restart_over) <= T // 2**10)
+        b = th.last_iterate_bound(sched, steps=T, peak=0.3)
+        assert b.total == pytest.approx(th.last_iterate_bound(eta, peak=0.3).total, rel=1e-4)
+    # below EXACT_STEPS nothing changes: bit-identical to the array computation
+    small = Cosine(1000)
+    assert th.rho_curve(small).best_bound == th.rho_curve(small(np.arange(1000))).best_bound

@@ -11,10 +11,10 @@ from pathlib import Path
 from lrlab.cli.sweep_cmd import (
     DEFAULT_TASK,
     DEFAULT_TASK_OPTIONS,
-    _floats,
     _optimizer_options,
     _OptimizerArg,
     _value,
+    parse_seeds,
 )
 
 DEFAULT_LR_MIN, DEFAULT_LR_MAX, DEFAULT_SEEDS = 1e-4, 100.0, 3
@@ -81,22 +81,7 @@ def _task_options(args: argparse.Namespace) -> dict:
 
 
 def _seeds(text: str | None) -> tuple[int, ...]:
-    if text is None:
-        return tuple(range(DEFAULT_SEEDS))
-    if "," in text:
-        values = _floats("--seeds", text)
-        if not values or any(v < 0 or not float(v).is_integer() for v in values):
-            raise ValueError(f"--seeds must list integers >= 0, got {text!r}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"--seeds lists a seed twice: {text!r}")
-        return tuple(int(v) for v in values)
-    try:
-        n = int(text)
-    except ValueError:
-        raise ValueError(f"--seeds must be a count or a comma list, got {text!r}") from None
-    if n < 1:
-        raise ValueError(f"--seeds must be >= 1, got {n}")
-    return tuple(range(n))
+    return parse_seeds(text, DEFAULT_SEEDS)
 
 
 def _out_path(flag: str, value: str | None, suffix: str) -> Path | None:

@@ -6,24 +6,28 @@ import argparse
 import dataclasses
 from typing import Any
 
-import numpy as np
-
-from lrlab.cli.schedule_args import build
+from lrlab.cli.files import image_path, save_figure
+from lrlab.cli.limits import PLOT_POINTS, parse_steps, plot_steps
 from lrlab.schedules import Schedule, registry
+from lrlab.schedules.spec import split_spec
 
 PLOT_USAGE = (
-    "lrlab schedules plot NAME [NAME ...] [--PARAM VALUE ...] --steps T -o FILE.png [--logy]"
+    "lrlab schedules plot SPEC [SPEC ...] [--PARAM VALUE ...] --steps T -o FILE.png [--logy]"
 )
-PLOT_HELP = """\
-Plot s(t) for t = 0..T-1 of one or more registered schedules into a PNG.
+PLOT_HELP = f"""\
+Plot s(t) for t = 0..T-1 of one or more schedules into an image.
 
-Parameters are the schedule's own fields (see `lrlab schedules list`), written --name value
-(dashes or underscores). A parameter applies to every named schedule that has it; a schedule
-whose horizon `steps` is a required field gets T as its horizon.
+Each SPEC names a schedule as everywhere in lrlab (Schedule.from_spec): a registered name,
+poly<p>, or name:key=value,... (cosine:s_min=0.1, multistep:milestones=[30,60,90]).
+Parameters may also be given as --name value (dashes or underscores): such a parameter applies
+to every named schedule that has it. A schedule with a horizon gets T as its horizon.
 Lists are comma-separated (--milestones 30,60,90); nested schedules are JSON
-(--schedule '{"name": "cosine", "steps": 900}').
+(--schedule '{{"name": "cosine", "steps": 900}}').
 
-example: lrlab schedules plot cosine linear polynomial --power 2 --steps 1000 -o s.png
+The suffix of FILE chooses the format (.png, .pdf, .svg, ...); without one, .png is added. A
+long horizon is drawn on {PLOT_POINTS} evenly spaced steps, the first and the last included.
+
+example: lrlab schedules plot cosine linear poly2 cosine:s_min=0.1 --steps 1000 -o s.png
 """
 
 
@@ -100,37 +104,45 @@ def parse_plot_spec(spec: list[str]) -> tuple[list[str], dict[str, str], int, st
         opts[name] = value
     if "steps" not in opts or "output" not in opts:
         raise ValueError(f"--steps T and -o FILE.png are required; usage: {PLOT_USAGE}")
-    try:
-        steps = int(opts.pop("steps"))
-    except ValueError:
-        raise ValueError("--steps must be an integer >= 1") from None
-    if steps < 1:
-        raise ValueError(f"--steps must be an integer >= 1, got {steps}")
+    steps = parse_steps("--steps", opts.pop("steps"))
     return names, opts, steps, opts.pop("output"), logy
+
+
+def build_plotted(names: list[str], params: dict[str, str], steps: int) -> list[Schedule]:
+    """The schedules of ``lrlab schedules plot``: each spec with the ``--PARAM`` values its
+    schedule has (a parameter no named schedule has is an error)."""
+    known = registry()
+    split = [split_spec(n) for n in names]
+    fields = [
+        {f.name for f in dataclasses.fields(known[n])} if n in known else set()  # type: ignore[arg-type]
+        for n, _ in split
+    ]
+    if all(n in known for n, _ in split):
+        for key in params:
+            if not any(key in f for f in fields):
+                allowed = sorted(set().union(*fields) - {"steps"})
+                raise ValueError(
+                    f"unknown parameter --{key} for {', '.join(names)}; allowed: "
+                    f"{', '.join('--' + a for a in allowed) or '(none)'}"
+                )
+    return [
+        Schedule.from_spec(spec, steps, params={k: v for k, v in params.items() if k in f})
+        for spec, f in zip(names, fields, strict=True)
+    ]
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     names, params, steps, output, logy = parse_plot_spec(list(args.spec))
-    known = registry()
-    for key in params:
-        owners = [
-            n for n in names if n in known and key in {f.name for f in dataclasses.fields(known[n])}
-        ]
-        if not owners and all(n in known for n in names):
-            allowed = sorted({f.name for n in names for f in dataclasses.fields(known[n])})
-            raise ValueError(
-                f"unknown parameter --{key} for {', '.join(names)}; allowed: "
-                f"{', '.join('--' + a for a in allowed) or '(none)'}"
-            )
-    schedules = [build(n, params, steps) for n in names]
+    path, fmt = image_path("-o", output)
+    schedules = build_plotted(names, params, steps)
 
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = np.arange(steps)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    t = plot_steps(steps)
+    fig = Figure(figsize=(8, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for sched in schedules:
         ax.plot(t, sched(t), label=repr(sched), linewidth=1.6)
     ax.set_xlabel("optimizer step t (0-indexed)")
@@ -145,7 +157,5 @@ def cmd_plot(args: argparse.Namespace) -> int:
         ax.set_title(f"{len(schedules)} schedules over {steps} steps", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
-    print(f"wrote {output}")
+    print(f"wrote {save_figure(fig, path, fmt, dpi=120)}")
     return 0

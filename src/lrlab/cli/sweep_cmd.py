@@ -7,6 +7,9 @@ import dataclasses
 import math
 import time
 
+from lrlab._io import check_folder
+from lrlab.cli.limits import MAX_RUNS, check_lr_table, check_runs, check_steps
+
 DEFAULT_TASK = "digits_logreg"
 DEFAULT_TASK_OPTIONS = {"l2": 0.01}
 DEFAULT_STUDY = "lrlab-default"
@@ -152,6 +155,14 @@ def register(subparsers) -> None:
         default=2,
         help="times the grid may grow past an edge holding the best lr (default 2)",
     )
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        default=MAX_RUNS,
+        metavar="N",
+        help=f"refuse a new study of more runs than this, counting the points the edge rule "
+        f"may add (default {MAX_RUNS:,})",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     p.add_argument(
         "--resume", action="store_true", help="continue the stored study with its stored settings"
@@ -235,8 +246,7 @@ def _random_search(args: argparse.Namespace) -> dict | None:
         )
     if args.random < 1:
         raise ValueError(f"--random must be >= 1, got {args.random}")
-    lo = DEFAULT_LR_MIN if args.lr_min is None else args.lr_min
-    hi = DEFAULT_LR_MAX if args.lr_max is None else args.lr_max
+    lo, hi = _lr_range(args)
     bounds: dict[str, tuple[float, ...]] = {"lr": (lo, hi)}
     if args.random_weight_decay is not None:
         pair = _floats("--random-weight-decay", args.random_weight_decay)
@@ -244,8 +254,16 @@ def _random_search(args: argparse.Namespace) -> dict | None:
             raise ValueError(
                 f"--random-weight-decay must be LO,HI, got {args.random_weight_decay!r}"
             )
+        if not (math.isfinite(pair[0]) and pair[0] > 0):
+            raise ValueError(f"--random-weight-decay LO must be > 0, got {pair[0]:g}")
+        if not (math.isfinite(pair[1]) and pair[1] >= pair[0]):
+            raise ValueError(
+                f"--random-weight-decay HI must be >= LO ({pair[0]:g}), got {pair[1]:g}"
+            )
         bounds["weight_decay"] = pair
     seed = 0 if args.random_seed is None else args.random_seed
+    if seed < 0:
+        raise ValueError(f"--random-seed must be >= 0, got {seed}")
     return {"bounds": bounds, "n": args.random, "seed": seed}
 
 
@@ -257,6 +275,7 @@ def settings_from_args(args: argparse.Namespace):
     kind = "batched"
     if args.command is not None or args.external is not None:
         return _trial_settings(args)
+    lrs, random, seeds, schedules = _space(args, STUDY_SCHEDULES)  # sizes before the task
     task = args.task or DEFAULT_TASK
     if args.task_option:
         options = {}
@@ -269,7 +288,6 @@ def settings_from_args(args: argparse.Namespace):
         options = dict(DEFAULT_TASK_OPTIONS) if args.task is None else {}
     task_obj = get_task(task, **options)
     steps = args.steps if args.steps is not None else task_obj.default_steps
-    lrs, random, seeds, schedules = _space(args, STUDY_SCHEDULES)
     pilot_lr = args.pilot_lr
     if pilot_lr is None and REFINED in schedules:
         pilot_lr = task_obj.default_lr  # stored explicitly with the study
@@ -329,42 +347,110 @@ def _trial_settings(args: argparse.Namespace):
 
 
 def _space(args: argparse.Namespace, default_schedules: tuple[str, ...]):
-    """``(lrs, random, seeds, schedules)`` from the grid, random-search and seed options."""
-    from lrlab.tune import log_grid
+    """``(lrs, random, seeds, schedules)`` from the grid, random-search and seed options.
+
+    The runs they make are counted (``--max-runs``) before a grid is built: a factor near 1
+    would make it huge."""
+    from lrlab.tune.space import grid_size, log_grid
 
     random = _random_search(args)
-    if random is not None:
-        lrs: tuple[float, ...] = ()
-    elif args.grid is not None:
-        if any(v is not None for v in (args.lr_min, args.lr_max, args.factor, args.per_decade)):
-            raise ValueError("--grid replaces --lr-min/--lr-max/--factor/--per-decade")
-        lrs = _floats("--grid", args.grid)
-    else:
-        lo = DEFAULT_LR_MIN if args.lr_min is None else args.lr_min
-        hi = DEFAULT_LR_MAX if args.lr_max is None else args.lr_max
-        if args.per_decade is not None:
-            if args.factor is not None:
-                raise ValueError("give --factor or --per-decade, not both")
-            lrs = tuple(log_grid(lo, hi, per_decade=args.per_decade))
-        else:
-            lrs = tuple(log_grid(lo, hi, factor=args.factor or DEFAULT_FACTOR))
-    seeds_text = args.seeds or "3"
-    if "," in seeds_text:
-        seeds = tuple(int(v) for v in _floats("--seeds", seeds_text))
-    else:
-        try:
-            n = int(seeds_text)
-        except ValueError:
-            raise ValueError(
-                f"--seeds must be a count or a comma list, got {seeds_text!r}"
-            ) from None
-        if n < 1:
-            raise ValueError(f"--seeds must be >= 1, got {n}")
-        seeds = tuple(range(n))
+    seeds = parse_seeds(args.seeds, 3)
     schedules = default_schedules
     if args.schedules is not None:
         schedules = tuple(s.strip() for s in args.schedules.split(",") if s.strip())
-    return lrs, random, seeds, schedules
+    if random is not None:
+        _check_size(args, args.random, len(schedules), len(seeds), True)
+        return (), random, seeds, schedules
+    if args.grid is not None:
+        if any(v is not None for v in (args.lr_min, args.lr_max, args.factor, args.per_decade)):
+            raise ValueError("--grid replaces --lr-min/--lr-max/--factor/--per-decade")
+        lrs = _floats("--grid", args.grid)
+        bad = [x for x in lrs if not (math.isfinite(x) and x > 0)]
+        if bad:
+            raise ValueError(f"--grid values must be finite lrs > 0, got {bad[0]:g}")
+        _check_size(args, len(lrs), len(schedules), len(seeds), False)
+        return lrs, None, seeds, schedules
+    lo, hi = _lr_range(args)
+    if args.per_decade is not None:
+        if args.factor is not None:
+            raise ValueError("give --factor or --per-decade, not both")
+        if args.per_decade < 1:
+            raise ValueError(f"--per-decade must be >= 1, got {args.per_decade}")
+        grid: dict = {"per_decade": args.per_decade}
+    else:
+        factor = DEFAULT_FACTOR if args.factor is None else args.factor
+        if not (math.isfinite(factor) and factor > 1):
+            raise ValueError(f"--factor must be a finite number > 1, got {factor:g}")
+        grid = {"factor": factor}
+    _check_size(args, grid_size(lo, hi, **grid), len(schedules), len(seeds), False)
+    return tuple(log_grid(lo, hi, **grid)), None, seeds, schedules
+
+
+def _lr_range(args: argparse.Namespace) -> tuple[float, float]:
+    """``(--lr-min, --lr-max)`` with their defaults, checked."""
+    lo = DEFAULT_LR_MIN if args.lr_min is None else args.lr_min
+    hi = DEFAULT_LR_MAX if args.lr_max is None else args.lr_max
+    if not (math.isfinite(lo) and lo > 0):
+        raise ValueError(f"--lr-min must be a finite lr > 0, got {lo:g}")
+    if not math.isfinite(hi) or hi < lo:
+        raise ValueError(f"--lr-max must be >= --lr-min ({lo:g}), got {hi:g}")
+    return lo, hi
+
+
+def _check_size(args, n_points: int, n_schedules: int, n_seeds: int, random: bool) -> None:
+    """The runs a new study asks for (with the points the edge rule may add), before any
+    grid is built: at most --max-runs."""
+    edge = 0 if random else 2 * args.edge_rounds
+    runs = (n_points + edge) * n_schedules * n_seeds
+    what = "random points" if random else "lrs"
+    detail = f"{n_points:,} {what}"
+    if edge:
+        detail = f"({detail} + {edge} the edge rule may add)"
+    detail += f" x {n_schedules} schedules x {n_seeds} seeds"
+    check_runs(runs, args.max_runs, detail)
+
+
+def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
+    """``--seeds``: a count N (seeds 0..N-1) or a comma list of distinct integers >= 0."""
+    if text is None:
+        return tuple(range(default))
+    if "," in text:
+        values = _floats("--seeds", text)
+        if not values or any(v < 0 or not float(v).is_integer() for v in values):
+            raise ValueError(f"--seeds must list integers >= 0, got {text!r}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"--seeds lists a seed twice: {text!r}")
+        return tuple(int(v) for v in values)
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--seeds must be a count or a comma list, got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--seeds must be >= 1, got {n}")
+    return tuple(range(n))
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option that needs no task, storage or device, checked before anything is built,
+    stored or trained; messages name the option as typed."""
+    for flag, value, low in (
+        ("--edge-rounds", args.edge_rounds, 0),
+        ("--processes", args.processes, 0),
+        ("--batch-size", args.batch_size, 0),
+        ("--max-runs", args.max_runs, 1),
+    ):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    for flag, value in (("--pilot-lr", args.pilot_lr), ("--timeout", args.timeout)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag} must be a finite number > 0, got {value:g}")
+    if args.weight_decay is not None and not (
+        math.isfinite(args.weight_decay) and args.weight_decay >= 0
+    ):
+        raise ValueError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay:g}")
+    if args.steps is not None:
+        check_steps("--steps", args.steps)
+    check_folder(args.out, "--out")
 
 
 def _progress():
@@ -402,31 +488,42 @@ def sweep(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = _console()
-    if args.device is not None:
-        from lrlab.train.devices import resolve_device
-
-        resolve_device(args.device)  # an absent device is refused before anything is stored
+    check_options(args)
     if args.resume:
         given = [o for o in SETTING_OPTIONS if getattr(args, o) is not None]
         if given:
             flags = ", ".join("--" + o.replace("_", "-") for o in given)
             raise ValueError(f"--resume continues the study as stored; drop {flags}")
+    elif args.retry_failed:
+        raise ValueError("--retry-failed continues a stored study: add --resume")
+    if args.device is not None:
+        from lrlab.train.devices import resolve_device
+
+        resolve_device(args.device)  # an absent device is refused before anything is stored
+    if args.resume:
         study = Study.open(args.study, None, args.storage)
         if args.timeout is not None:
             study.settings = dataclasses.replace(study.settings, timeout=args.timeout)
     else:
-        if args.retry_failed:
-            raise ValueError("--retry-failed continues a stored study: add --resume")
-        study = Study.open(args.study, settings_from_args(args), args.storage)
-    if args.edge_rounds < 0:
-        raise ValueError(f"--edge-rounds must be >= 0, got {args.edge_rounds}")
+        settings = settings_from_args(args)
+        if settings.kind == "batched":
+            _check_batch(args, settings, len(settings.points()))
+        study = Study.open(args.study, settings, args.storage)
     s = study.settings
     counts = study.counts()
+    runs = len(study.expected())
+    if s.kind == "batched":
+        _check_batch(args, s, runs // (len(s.schedules) * len(s.seeds)))
     options = f" {s.task_options}" if s.task_options else ""
+    if s.random:
+        points = f"{len(s.points())} random points"
+    else:
+        extra = {x for lrs in study.extra_lrs.values() for x in lrs} - set(s.lrs)
+        added = f" ({len(extra)} added by the edge rule)" if extra else ""
+        points = f"{len(set(s.lrs) | extra)} lrs{added}"
     console.print(
         f"study [bold]{study.name}[/] in {args.storage}: {s.task}{options}, "
-        f"{len(s.schedules)} schedules x {len(s.points())} "
-        f"{'random points' if s.random else 'lrs'} x {len(s.seeds)} seeds, "
+        f"{len(s.schedules)} schedules x {points} x {len(s.seeds)} seeds = {runs} runs, "
         f"{s.steps} steps; {counts.get('COMPLETE', 0)} runs already complete"
     )
     if s.kind == "external":
@@ -489,6 +586,14 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_batch(args: argparse.Namespace, s, points: int) -> None:
+    """The learning-rate table of the largest batch the built-in trainer would get."""
+    runs = max(1, points * len(s.schedules) * len(s.seeds))
+    workers = max(1, args.processes) if args.executor == "local" else 1
+    per_batch = args.batch_size or math.ceil(runs / workers)
+    check_lr_table(min(per_batch, runs), s.steps)
+
+
 def _executor(args: argparse.Namespace, s, device: str):
     """The executor for the study's kind: batches of a task, or trials of the user's code."""
     from lrlab.tune import LocalTrials, RayTrials, make_executor
@@ -531,6 +636,7 @@ def report(args: argparse.Namespace) -> int:
     from lrlab.tune import Study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_folder(args.out, "--out")
     study = Study.open(args.study, None, args.storage)
     rep = study_report(study, args.out)
     console = _console()

@@ -6,9 +6,13 @@ import os
 
 import pandas as pd
 
+from lrlab._io import atomic_write
+
 
 def export(df: pd.DataFrame, path: str | os.PathLike) -> str:
     """Write ``df`` to ``path``: ``.csv`` (no index) or ``.parquet`` (needs pyarrow).
+
+    The file is written whole: through a temporary file in its folder, then renamed.
 
     Example: ``export(study.results(), "results.parquet")``.
     """
@@ -17,10 +21,10 @@ def export(df: pd.DataFrame, path: str | os.PathLike) -> str:
     p = os.fspath(path)
     suffix = os.path.splitext(p)[1].lower()
     if suffix == ".csv":
-        df.to_csv(p, index=False)
+        atomic_write(p, df.to_csv(index=False))
     elif suffix in (".parquet", ".pq"):
         try:
-            df.to_parquet(p, index=False)
+            atomic_write(p, lambda fh: df.to_parquet(fh, index=False))
         except ImportError:
             raise ValueError("Parquet export needs pyarrow: pip install 'lrlab[parquet]'") from None
     else:

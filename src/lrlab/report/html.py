@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lrlab._io import atomic_write
 from lrlab.report.export import export
 from lrlab.report.plots import gap_vs_rho_figure, loss_vs_lr_figure, schedule_shapes_figure
 from lrlab.schedules import Schedule
@@ -104,7 +105,8 @@ def write_report(
     failures: pd.DataFrame | None = None,
 ) -> Report:
     """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
-    ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``.
+    ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``,
+    each through a temporary file renamed once complete (never a truncated file).
 
     ``schedules`` maps each label in ``df`` to its schedule (theory exponents and shapes);
     ``theory=False`` leaves the theory's exponents out (they are for SGD with a schedule, not
@@ -142,10 +144,7 @@ def write_report(
         )
     for name, fig in figs.items():
         data = _png(fig)
-        path = os.path.join(out, name)
-        with open(path, "wb") as fh:
-            fh.write(data)
-        files[name] = path
+        files[name] = atomic_write(os.path.join(out, name), data)
         b64 = base64.b64encode(data).decode("ascii")
         images.append(f'<img alt="{name}" src="data:image/png;base64,{b64}">')
     files["results.csv"] = export(df, os.path.join(out, "results.csv"))
@@ -170,8 +169,5 @@ def write_report(
         + failed
         + "</body></html>"
     )
-    path = os.path.join(out, "report.html")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    files["report.html"] = path
+    files["report.html"] = atomic_write(os.path.join(out, "report.html"), page)
     return Report(rob, files)

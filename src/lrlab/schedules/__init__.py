@@ -19,6 +19,7 @@ from lrlab.schedules.decay import (
 )
 from lrlab.schedules.onecycle import OneCycle
 from lrlab.schedules.phases import CosinePhases, last_completed_phase_end, sgdr
+from lrlab.schedules.spec import known_specs
 from lrlab.schedules.warmup import Warmup, WarmupStableDecay
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Warmup",
     "WarmupStableDecay",
     "join",
+    "known_specs",
     "last_completed_phase_end",
     "multiply",
     "scale",

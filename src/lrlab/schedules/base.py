@@ -100,6 +100,19 @@ class Schedule:
         kwargs = {k: _decode(v) for k, v in d.items() if k != "name"}
         return cls(**kwargs)
 
+    @staticmethod
+    def from_spec(spec: str, steps: int | None = None, **kwargs: Any) -> Schedule:
+        """The schedule a short spec names: a registered name, ``poly<p>``, or
+        ``name:key=value,...`` (``lrlab.schedules.spec``), with horizon ``steps`` where the
+        schedule has one. The same syntax as ``lrlab sweep --schedules``, ``lrlab bound`` and
+        ``lrlab schedules plot``; ValueError (one line, listing the known names) otherwise.
+
+        Example: ``Schedule.from_spec("cosine:s_min=0.1", steps=1000)``.
+        """
+        from lrlab.schedules.spec import from_spec
+
+        return from_spec(spec, steps, **kwargs)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write ``to_dict()`` as JSON to ``path`` (``Schedule.load`` reads it back).
 

@@ -1,9 +1,10 @@
 """What a study sweeps: ``StudySettings`` and the schedule specs it is written in.
 
-A schedule spec is a short string: a registered schedule name (``constant``, ``inverse_sqrt``,
-``cosine``, ``linear``, ...), ``poly<p>`` for ``Polynomial(power=p)``, or
-``name:key=value,...`` for other arguments (``cosine:s_min=0.1``). Schedules with a horizon are
-built with ``steps`` equal to the study's number of steps.
+A schedule spec is the short string of ``Schedule.from_spec`` (``lrlab.schedules.spec``): a
+registered schedule name (``constant``, ``inverse_sqrt``, ``cosine``, ``linear``, ...),
+``poly<p>`` for ``Polynomial(power=p)``, or ``name:key=value,...`` for other arguments
+(``cosine:s_min=0.1``). Schedules with a horizon are built with ``steps`` equal to the study's
+number of steps.
 
 ``refined`` is the schedule ``lrlab.refine`` derives from a pilot run's gradient norms (see
 ``lrlab.tune.pilot``); it has no closed form, so ``build_schedule`` returns the one it is given.
@@ -19,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lrlab._checks import check_int, check_real
-from lrlab.schedules import Schedule, registry
+from lrlab.schedules import Schedule, known_specs, registry
+from lrlab.schedules.spec import split_spec
 from lrlab.tasks.spec import is_task_spec, resolve_task_spec
 from lrlab.train.methods import batched_method, check_options
 from lrlab.train.types import RunConfig, legacy_options
@@ -35,14 +37,6 @@ REFINED = "refined"
 #: The schedules of the built-in study (``lrlab sweep``): the closed-form ones and ``refined``.
 STUDY_SCHEDULES = (*DEFAULT_SCHEDULES, REFINED)
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
-_POLY = re.compile(r"^poly(\d+(?:\.\d+)?)$")
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 def build_schedule(spec: str, steps: int, *, refined: Schedule | None = None) -> Schedule:
@@ -66,35 +60,11 @@ def build_schedule(spec: str, steps: int, *, refined: Schedule | None = None) ->
         if not isinstance(refined, Schedule) or refined.horizon != steps:
             raise ValueError(f"refined must be a Schedule with horizon steps={steps}")
         return refined
-    m = _POLY.match(spec)
-    if m:
-        name, kwargs = "polynomial", {"power": _number(m.group(1))}
-    else:
-        name, _, rest = spec.partition(":")
-        kwargs = {}
-        for item in filter(None, rest.split(",")):
-            key, eq, val = item.partition("=")
-            if not eq:
-                raise ValueError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
-            try:
-                kwargs[key.strip()] = _number(val.strip())
-            except ValueError:
-                raise ValueError(f"schedule spec {spec!r}: {key}={val!r} is not a number") from None
-    known = registry()
-    if name not in known or name == "from_array":
-        names = sorted(set(known) - {"from_array"}) + ["poly<p>", REFINED]
-        raise ValueError(f"unknown schedule {spec!r}; known: {', '.join(names)}")
-    cls = known[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if "steps" in fields:
-        kwargs["steps"] = steps
-    bad = sorted(set(kwargs) - fields)
-    if bad:
-        raise ValueError(f"schedule {name!r} has no argument(s) {', '.join(bad)}")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"schedule spec {spec!r}: {exc}") from None
+    name, _ = split_spec(spec)
+    if name not in registry():
+        names = [*known_specs(), REFINED]
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(names)}")
+    return Schedule.from_spec(spec, steps)
 
 
 @dataclasses.dataclass(frozen=True)

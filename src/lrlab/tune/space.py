@@ -17,17 +17,7 @@ from lrlab._checks import check_array, check_int, check_real
 RANDOM_PARAMS = ("lr", "weight_decay")
 
 
-def log_grid(
-    lo: float, hi: float, *, factor: float | None = None, per_decade: int | None = None
-) -> np.ndarray:
-    """Geometric grid ``lo * f**k`` for k = 0, 1, ... while the value is <= hi (1e-9 relative).
-
-    Give exactly one of ``factor`` (> 1) or ``per_decade`` (points per factor 10, f = 10**(1/n)).
-    The first point is always ``lo``; ``hi`` is included when it lies on the grid.
-
-    Example: ``log_grid(0.125, 2, factor=2)`` -> ``[0.125, 0.25, 0.5, 1., 2.]``;
-    ``log_grid(1e-3, 1, per_decade=1)`` -> ``[0.001, 0.01, 0.1, 1.]``.
-    """
+def _grid_factor_and_size(lo, hi, factor, per_decade) -> tuple[float, float, int]:
     lo = check_real("lo", lo, 0.0, lo_open=True)
     hi = check_real("hi", hi, lo)
     if (factor is None) == (per_decade is None):
@@ -36,7 +26,40 @@ def log_grid(
         f = check_real("factor", factor, 1.0, lo_open=True)
     else:
         f = 10.0 ** (1.0 / check_int("per_decade", per_decade, lo=1))
-    n = int(math.floor(math.log(hi / lo) / math.log(f) + 1e-9)) + 1
+    n = math.floor(math.log(hi / lo) / math.log(f) + 1e-9) + 1
+    return lo, f, n
+
+
+def grid_size(
+    lo: float, hi: float, *, factor: float | None = None, per_decade: int | None = None
+) -> int:
+    """The number of points ``log_grid`` gives for these arguments, without building it.
+
+    Example: ``grid_size(0.125, 2, factor=2)`` -> ``5``.
+    """
+    return _grid_factor_and_size(lo, hi, factor, per_decade)[2]
+
+
+def log_grid(
+    lo: float,
+    hi: float,
+    *,
+    factor: float | None = None,
+    per_decade: int | None = None,
+    max_points: int | None = None,
+) -> np.ndarray:
+    """Geometric grid ``lo * f**k`` for k = 0, 1, ... while the value is <= hi (1e-9 relative).
+
+    Give exactly one of ``factor`` (> 1) or ``per_decade`` (points per factor 10, f = 10**(1/n)).
+    The first point is always ``lo``; ``hi`` is included when it lies on the grid. A grid of
+    more than ``max_points`` points is refused (ValueError) before it is built.
+
+    Example: ``log_grid(0.125, 2, factor=2)`` -> ``[0.125, 0.25, 0.5, 1., 2.]``;
+    ``log_grid(1e-3, 1, per_decade=1)`` -> ``[0.001, 0.01, 0.1, 1.]``.
+    """
+    lo, f, n = _grid_factor_and_size(lo, hi, factor, per_decade)
+    if max_points is not None and n > max_points:
+        raise ValueError(f"the grid would have {n:,} points, over the limit of {max_points:,}")
     return lo * f ** np.arange(n, dtype=np.float64)
 
 

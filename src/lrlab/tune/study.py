@@ -76,10 +76,13 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     try:
         return _rdb_storage(url, kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        # SQLAlchemy wraps the driver's error (``orig``) and appends a link to its docs.
+        from lrlab._io import describe_error
+
+        # SQLAlchemy wraps the driver's error (``orig``) and appends a link to its docs;
+        # describe_error says it in plain words (read-only, disk full, ...) on one line.
         reason = getattr(exc, "orig", None) or exc
-        kind = type(reason).__name__
-        raise ValueError(f"cannot open storage {url!r}: {kind}: {reason}") from None
+        text = describe_error(exc) or f"{type(reason).__name__}: {reason}"
+        raise ValueError(f"cannot open storage {url!r}: {' '.join(text.split())}") from None
 
 
 def _rdb_storage(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
