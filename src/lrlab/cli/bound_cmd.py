@@ -95,16 +95,16 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run_bound(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from lrlab.cli._console import console as make_console
     from lrlab.theory import EXACT_STEPS, rho_curve
 
     _check_numbers(args)
     sched = _build_schedule(args)
     curve = rho_curve(sched, args.rho, args.D, args.G, steps=args.steps)
     best = curve.best_bound
-    console = Console()
+    console = make_console()
     grid = " (subsampled grid, see lrlab.theory)" if args.steps > EXACT_STEPS else ""
     console.print(f"schedule {sched!r}, T = {args.steps}{grid}, D = {args.D:g}, G = {args.G:g}")
     console.print(f"best peak c* = {curve.best_peak:.6g}    best bound = {best:.6g}")

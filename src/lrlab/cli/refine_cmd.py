@@ -48,9 +48,9 @@ _FLAGS = {
 
 
 def run_refine(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from lrlab.cli._console import console as make_console
     from lrlab.refine import read_norms, refine
 
     # every output is checked before the log is read
@@ -82,7 +82,7 @@ def run_refine(args: argparse.Namespace) -> int:
     for f in dataclasses.fields(out.report):
         v = getattr(out.report, f.name)
         table.add_row(f.name, f"{v:.4g}" if isinstance(v, float) else str(v))
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 

@@ -165,6 +165,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     p.add_argument(
+        "--wide",
+        action="store_true",
+        help="print every column of the robustness table, however wide the terminal "
+        "(report.html and results.csv always have them all)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue the stored study with its stored settings"
     )
     p.set_defaults(func=sweep)
@@ -173,6 +179,12 @@ def register(subparsers) -> None:
     r.add_argument("study", help="study name")
     r.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    r.add_argument(
+        "--wide",
+        action="store_true",
+        help="print every column of the robustness table, however wide the terminal "
+        "(report.html and results.csv always have them all)",
+    )
     r.set_defaults(func=report)
 
 
@@ -474,16 +486,15 @@ def _progress():
 
 
 def _console():
-    from rich.console import Console
+    from lrlab.cli._console import console
 
-    width = Console().width
-    return Console(width=max(width, 150))
+    return console()
 
 
 def sweep(args: argparse.Namespace) -> int:
     import optuna
 
-    from lrlab.report import robustness_table, study_report
+    from lrlab.report import study_report
     from lrlab.tune import Study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -581,7 +592,7 @@ def sweep(args: argparse.Namespace) -> int:
         console.print("no run completed: no report (see the failures above)")
         return 1
     rep = study_report(study, args.out)
-    console.print(robustness_table(rep.robustness, title=_table_title(s)))
+    console.print(_table(rep.robustness, _table_title(s), console, args.wide))
     console.print(f"report: {rep.files['report.html']} (PNGs and results.csv beside it)")
     return 0
 
@@ -632,7 +643,7 @@ def _print_failures(console, study, shown: int = 5) -> None:
 def report(args: argparse.Namespace) -> int:
     import optuna
 
-    from lrlab.report import robustness_table, study_report
+    from lrlab.report import study_report
     from lrlab.tune import Study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -640,9 +651,16 @@ def report(args: argparse.Namespace) -> int:
     study = Study.open(args.study, None, args.storage)
     rep = study_report(study, args.out)
     console = _console()
-    console.print(robustness_table(rep.robustness, title=_table_title(study.settings)))
+    console.print(_table(rep.robustness, _table_title(study.settings), console, args.wide))
     console.print(f"report: {rep.files['report.html']}")
     return 0
+
+
+def _table(rob, title: str, console, wide: bool):
+    """The robustness table at the console's width (every column with ``--wide``)."""
+    from lrlab.report import robustness_table
+
+    return robustness_table(rob, title=title, width=None if wide else console.width)
 
 
 def _table_title(s) -> str:

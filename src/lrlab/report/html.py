@@ -32,9 +32,30 @@ class Report:
     files: dict[str, str]
 
 
+def _display(rob: pd.DataFrame) -> pd.DataFrame:
+    """The robustness frame with short headers (x4: loss at 4x the best lr, /4: at 1/4), so
+    the table fits a 1280-pixel window; results.csv keeps the full names."""
+    names = {
+        "best_lr": "best lr",
+        "best_loss": "best loss",
+        "seed_spread": "seed sd",
+        "exponent_over": "a over",
+        "predicted_over": "a over (theory)",
+        "exponent_under": "a under",
+        "predicted_under": "a under (theory)",
+        "max_grid_factor": "grid factor",
+    }
+    for c in rob.columns:
+        if c.startswith("over_"):
+            names[c] = "x" + c[len("over_") :]
+        elif c.startswith("under_"):
+            names[c] = "/" + c[len("under_") :]
+    return rob.rename(columns=names)
+
+
 def _loss_columns(rob: pd.DataFrame) -> list[str]:
-    """The loss columns of a robustness frame (best loss and every over/under column)."""
-    return [c for c in rob.columns if c == "best_loss" or c.startswith(("over_", "under_"))]
+    """The loss columns of a displayed robustness frame (best loss, every x and / column)."""
+    return [c for c in rob.columns if c == "best loss" or c[:1] in ("x", "/")]
 
 
 def _png(fig: Figure) -> bytes:
@@ -154,13 +175,13 @@ def write_report(
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{lines}</ul>"
-        "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; over_r / under_r: "
-        "at r x and 1/r x the best lr; exponent: fitted slope of log gap vs log r "
-        f"(gap = loss - {f_star:g}); predicted: theory; max_grid_factor: the coarsest grid "
+        "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; xr / /r: "
+        "at r x and 1/r x the best lr; a: fitted slope of log gap vs log r "
+        f"(gap = loss - {f_star:g}); theory: the predicted slope; grid factor: the coarsest grid "
         f"whose best point stays within {slack:.0%} of the best loss. Bold: the lowest loss "
         "of each column.</p>"
         + all_diverged
-        + _html_table(rob, best=_loss_columns(rob))
+        + _html_table(_display(rob), best=_loss_columns(_display(rob)))
         + images[0]
         + images[1]
         + images[2]

@@ -41,8 +41,9 @@ def study_report(
             if s.optimizer in LR_FREE
             else []
         ),
-        f"trials: {c.get('COMPLETE', 0)} complete, {len(failures)} failed (listed below), "
-        f"{c.get('FAIL', 0) - len(failures)} interrupted and re-run, "
+        f"trials: {c.get('COMPLETE', 0)} complete, {len(failures)} failed"
+        + (" (listed below), " if len(failures) else ", ")
+        + f"{c.get('FAIL', 0) - len(failures)} interrupted and re-run, "
         f"{c.get('WAITING', 0) + c.get('RUNNING', 0)} pending",
     ]
     if study.refined is not None:
