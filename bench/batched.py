@@ -86,9 +86,12 @@ def _child(task_name: str, steps: int, mode: str) -> dict:
 
 
 def main() -> None:
+    import argparse
     import math
 
     import torch
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
 
     load_before = os.getloadavg()
     rows = []
