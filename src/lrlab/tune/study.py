@@ -23,6 +23,7 @@ trial that failed with a recorded reason).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
@@ -107,6 +108,20 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return con
 
 
+@contextlib.contextmanager
+def _plain_storage_errors(url: str):
+    """A database that cannot be written (read-only, disk full, locked) is a one-line
+    ValueError saying so in plain words, not the driver's or Optuna's wording."""
+    from lrlab._io import describe_error, is_database_error
+
+    try:
+        yield
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise ValueError(f"storage {url!r}: {describe_error(exc)}") from None
+
+
 def _study_names(rdb: optuna.storages.RDBStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
 
@@ -163,7 +178,8 @@ class Study:
         url = storage_url(storage)
         names = _study_names(rdb)
         if name not in names and settings is not None:
-            lease.hold(rdb.engine, url, name)  # one creator: a second one is refused here
+            with _plain_storage_errors(url):
+                lease.hold(rdb.engine, url, name)  # one creator: a second one is refused here
             names = _study_names(rdb)  # created by a driver that finished meanwhile?
         if name not in names:
             if settings is None:
@@ -174,12 +190,13 @@ class Study:
             if settings.kind == "batched":
                 resolve_task(settings.task_spec)  # a task that cannot be built creates no study
             refined = pilot.derive_refined(settings) if REFINED in settings.schedules else None
-            study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
-            study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-            if refined is not None:
-                study.set_user_attr(REFINED_ATTR, refined)
-            out = cls(study, settings, url)
-            out.prepare()  # every trial waits in the storage from the start (lrlab ask)
+            with _plain_storage_errors(url):
+                study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
+                study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+                if refined is not None:
+                    study.set_user_attr(REFINED_ATTR, refined)
+                out = cls(study, settings, url)
+                out.prepare()  # every trial waits in the storage from the start (lrlab ask)
             return out
         study = optuna.load_study(study_name=name, storage=rdb)
         stored = study.user_attrs.get(SETTINGS_ATTR)
