@@ -31,17 +31,19 @@ def _sweep(db, resume=False, env=None):
     )
 
 
-def _wait_for_lease(db, timeout=60):
+def _wait_for_a_trial(db, timeout=120):
+    """Until the driver has completed a trial: it is then in its training loop, between writes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with sqlite3.connect(db) as con:
-                if con.execute("select count(*) from lrlab_leases").fetchone()[0]:
+                row = con.execute("select count(*) from trials where state = 'COMPLETE'")
+                if row.fetchone()[0]:
                     return
-        except sqlite3.OperationalError:  # the database or the table is not there yet
+        except sqlite3.OperationalError:
             pass
         time.sleep(0.05)
-    raise AssertionError("no driver took the lease")
+    raise AssertionError("the driver completed no trial")
 
 
 def _complete_once(db):
@@ -68,7 +70,7 @@ def test_a_hung_holder_is_refused_then_taken_over_after_its_lease_expires(tmp_pa
     env = {"LRLAB_LEASE_SECONDS": "8"}  # longer than a driver's start on a busy machine
     holder = _sweep(db, env=env)
     try:
-        _wait_for_lease(db)
+        _wait_for_a_trial(db)
         holder.send_signal(signal.SIGSTOP)  # alive, but its heartbeat stops
         stopped = time.monotonic()
         second = _sweep(db, resume=True, env=env)
@@ -91,7 +93,7 @@ def test_a_hung_holder_is_refused_then_taken_over_after_its_lease_expires(tmp_pa
 def test_a_killed_holder_on_this_host_is_taken_over_at_once(tmp_path):
     db = tmp_path / "killed.db"
     holder = _sweep(db)
-    _wait_for_lease(db)
+    _wait_for_a_trial(db)  # the study exists and is mid-way
     holder.kill()
     holder.communicate()
     second = _sweep(db, resume=True)

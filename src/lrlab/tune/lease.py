@@ -99,16 +99,25 @@ class Lease:
         self._ensure_table()
         now = time.time()
         mine = {"token": TOKEN, "host": HOST, "pid": os.getpid(), "since": now, "heartbeat": now}
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.insert(_leases).values(study=self.name, **mine))
-        except sa.exc.IntegrityError:
-            self._contend(now, mine)
+        # Read first: refusing a live holder then needs no write, so it is immediate even when
+        # a hung holder keeps the database locked.
+        if self._row() is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.insert(_leases).values(study=self.name, **mine))
+                self._start()
+                return
+            except sa.exc.IntegrityError:  # another driver inserted first
+                pass
+        self._contend(now, mine)
         self._start()
 
+    def _row(self):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(_leases).where(_leases.c.study == self.name)).first()
+
     def _contend(self, now: float, mine: dict) -> None:
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_leases).where(_leases.c.study == self.name)).first()
+        row = self._row()
         if row is None:  # released meanwhile
             return self.acquire()
         if row.token == TOKEN:
