@@ -29,8 +29,8 @@ def section(doc: str, title: str) -> str:
     return "\n".join(block)
 
 
-def test_all_fourteen_classes_are_public():
-    assert len(CLASSES) == 14 and all(issubclass(c, torch.optim.Optimizer) for c in CLASSES)
+def test_all_seventeen_classes_are_public():
+    assert len(CLASSES) == 17 and all(issubclass(c, torch.optim.Optimizer) for c in CLASSES)
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)

@@ -20,7 +20,9 @@ from lrlab.train.methods import (
 )
 from lrlab.train.methods.schedulefree import warmup_steps
 
-METHODS = list(BATCHED_METHODS)
+#: The methods driven by gradients alone (the per-example ones, which also need each step's
+#: example indices, are checked in ``test_train_polyak.py``).
+METHODS = [name for name, m in BATCHED_METHODS.items() if not m.per_example]
 
 #: Per method, three members' options: defaults, then non-default values of every option.
 MEMBERS = {
@@ -40,13 +42,17 @@ MEMBERS = {
 
 def test_registry_and_derived_lists() -> None:
     assert set(MEMBERS) == set(METHODS)
-    assert OPTIMIZERS == tuple(METHODS)
+    assert OPTIMIZERS == tuple(BATCHED_METHODS)
+    assert OPTIMIZERS == (*METHODS, "sp", "taps", "motaps")
     assert {"sgd", "momentum", "adam", "adamw"}.isdisjoint(LR_FREE)
-    assert set(LR_FREE) == {"schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd", "prodigy"}
+    assert set(LR_FREE) == {"schedulefree_sgd", "schedulefree_adamw", "dadapt_sgd", "prodigy",
+                            "sp", "taps", "motaps"}
     assert SCHEDULE_FREE == ("schedulefree_sgd", "schedulefree_adamw")
     for name, method in BATCHED_METHODS.items():
         assert method.name == name and batched_method(name) is method
         assert "weight_decay" in method.OPTIONS
+        if method.per_example:
+            continue
         for key in {k for m in MEMBERS[name] for k in m}:
             assert key in method.OPTIONS
     with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum, adam, adamw"):

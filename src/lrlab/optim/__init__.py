@@ -15,6 +15,9 @@ group, the step size actually in use, and a schedule attached with
   dual-averaging weight lambda_k of each new gradient.
 - ``MDA``: the step; the dual weight is ``lr * sqrt(k + 1)``.
 - ``PrimalAveragingSGD``: the step on the base sequence z.
+- ``SP``, ``TAPS``, ``MOTAPS``: gamma, the multiplier of the Polyak step (the relaxation of the
+  projections); ``step`` takes the batch's per-example losses and, for TAPS and MOTAPS, their
+  example indices.
 """
 
 from lrlab.optim.averaging import MDA, PrimalAveragingSGD
@@ -22,12 +25,16 @@ from lrlab.optim.dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
 from lrlab.optim.madgrad import MADGRAD, MirrorMADGRAD
 from lrlab.optim.mechanic import Mechanic
 from lrlab.optim.momo import Momo, MomoAdam
+from lrlab.optim.polyak import MOTAPS, SP, TAPS
 from lrlab.optim.prodigy import Prodigy
 from lrlab.optim.schedulefree import AdamWScheduleFree, ScheduleFreeWrapper, SGDScheduleFree
 
 __all__ = [
     "MADGRAD",
     "MDA",
+    "MOTAPS",
+    "SP",
+    "TAPS",
     "AdamWScheduleFree",
     "DAdaptAdaGrad",
     "DAdaptAdam",

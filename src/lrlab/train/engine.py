@@ -7,7 +7,8 @@ Per step t = 0, ..., T-1 and member m:
 3. if L_m(t) or the gradient is non-finite, member m is frozen from here on
    (``diverged_at = t``, no further update);
 4. else update with learning rate ``lr_m * s_m(t)`` (the [T, M] table precomputed from each
-   member's schedule).
+   member's schedule); a method that keeps state per example (``per_example``) is first handed
+   the batch's example indices and objectives (``observe``).
 
 The final objective and the test metric are evaluated at the optimizer's evaluation point
 (the method's ``eval_params``: the iterate itself, or Schedule-Free's averaged x).
@@ -134,7 +135,9 @@ def train_group(
     members = model.init([c.seed for c in configs], dtype=dtype, device=device)
     params = members.params
     lrs = torch.from_numpy(lr_table(configs, T)).to(device=device, dtype=dtype)
-    opt = batched_method(optimizer)(params, member_options([c.options for c in configs]), T)
+    method = batched_method(optimizer)
+    per_example = {"examples": task.n_train} if method.per_example else {}
+    opt = method(params, member_options([c.options for c in configs]), T, **per_example)
     on_cpu = device.type == "cpu"
     orders = [MemberOrder(task.n_train, c.seed) for c in configs]
     active = torch.ones(M, dtype=torch.bool, device=device)
@@ -173,6 +176,8 @@ def train_group(
                         else [torch.where(bcast(mask, n), n, o)
                               for n, o in zip(buffers, members.buffers, strict=True)]
                     )
+                if per_example:
+                    opt.observe(rows, loss)
                 opt.step(params, grads, lrs[t], mask)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                     progress(t + 1)

@@ -24,13 +24,15 @@ from collections.abc import Mapping, Sequence
 from lrlab.train.methods._base import BatchedMethod, Option, OptionValue
 from lrlab.train.methods.adam import Adam, AdamW
 from lrlab.train.methods.dadapt import DAdaptSGD
+from lrlab.train.methods.polyak import MOTAPS, SP, TAPS
 from lrlab.train.methods.prodigy import Prodigy
 from lrlab.train.methods.schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from lrlab.train.methods.sgd import SGD, Momentum
 
 BATCHED_METHODS: dict[str, type[BatchedMethod]] = {
     m.name: m
-    for m in (SGD, Momentum, Adam, AdamW, ScheduleFreeSGD, ScheduleFreeAdamW, DAdaptSGD, Prodigy)
+    for m in (SGD, Momentum, Adam, AdamW, ScheduleFreeSGD, ScheduleFreeAdamW, DAdaptSGD, Prodigy,
+              SP, TAPS, MOTAPS)
 }
 
 
@@ -82,7 +84,10 @@ def describe_options(name: str, options: Mapping[str, float], *, every: bool = T
 
 __all__ = [
     "BATCHED_METHODS",
+    "MOTAPS",
     "SGD",
+    "SP",
+    "TAPS",
     "Adam",
     "AdamW",
     "BatchedMethod",

@@ -80,8 +80,11 @@ class BatchedMethod:
     Class attributes: ``lr_free`` (``lr`` multiplies a step the method estimates itself, or is
     Schedule-Free's step size), ``evaluates_average`` (the parameters hold a gradient point and
     a run is evaluated at ``eval_params``), ``coordinatewise`` (Adam-like preconditioning: a
-    pilot run refines its schedule from l1 gradient norms), ``STATE`` (the names of the
-    per-member state lists that ``state_dict`` saves).
+    pilot run refines its schedule from l1 gradient norms), ``per_example`` (the method keeps
+    state per training example: it is built with ``examples=n`` and the engine calls
+    ``observe(rows, loss)`` with the step's example indices [M, B] and batch objectives [M]
+    before every ``step``), ``STATE`` (the names of the per-member state lists that
+    ``state_dict`` saves).
     """
 
     name: ClassVar[str]
@@ -90,6 +93,7 @@ class BatchedMethod:
     lr_free: ClassVar[bool] = False
     evaluates_average: ClassVar[bool] = False
     coordinatewise: ClassVar[bool] = False
+    per_example: ClassVar[bool] = False
 
     def __init__(
         self,
