@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "sweep_cmd",
     "find_cmd",
     "trials_cmd",
+    "advise_cmd",
 )
 ERROR_EXIT = 2
 

@@ -11,6 +11,7 @@ Example::
     print(robustness(study.results()))
 """
 
+from lrlab.tune.advise import Advice, advise, load_advice
 from lrlab.tune.analysis import (
     RHOS,
     fit_exponent,
@@ -35,6 +36,7 @@ from lrlab.tune.trial_sweep import sweep
 from lrlab.tune.trials import Trial
 
 __all__ = [
+    "Advice",
     "DEFAULT_SCHEDULES",
     "DEFAULT_STORAGE",
     "REFINED",
@@ -50,12 +52,14 @@ __all__ = [
     "StudySettings",
     "Trial",
     "TrialExecutor",
+    "advise",
     "build_schedule",
     "derive_refined",
     "edge_side",
     "extend_edge",
     "fit_exponent",
     "grid_factor",
+    "load_advice",
     "log_grid",
     "make_executor",
     "open_storage",

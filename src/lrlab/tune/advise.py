@@ -329,28 +329,30 @@ def advise(
             {"lr": lr0, "final_loss": _loss(res), "diverged_at": res.diverged_at,
              "test_metric": res.test_metric}
         )
-        if not res.diverged and math.isfinite(res.final_loss):
-            break
+        why = None
+        if res.diverged or not math.isfinite(res.final_loss):
+            why = f"diverged at step {res.diverged_at}"
+        else:
+            norms = res.grad_norm_l1 if norm == "l1" else res.grad_norm_l2
+            try:
+                out = refine(
+                    np.asarray(norms, dtype=np.float64), norm=norm, tau=pilot.TAU, steps=steps
+                )
+                break
+            except ValueError as exc:
+                why = f"gave gradient norms that cannot be refined ({exc})"
         if budget - used - 1 < 2:
             raise ValueError(
-                f"the pilot diverged at lr {lr0:.4g} (step {res.diverged_at}) and the budget of "
-                f"{budget} runs leaves no room for another try; give a smaller --lr"
+                f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
+                "room for another try; give a smaller --lr"
             )
         msg = (
-            f"the pilot diverged at lr {lr0:.4g} (step {res.diverged_at}); retrying at lr "
-            f"{lr0 / RETRY_DIVISOR:.4g} (lr / {RETRY_DIVISOR:g})"
+            f"the pilot at lr {lr0:.4g} {why}; retrying at lr {lr0 / RETRY_DIVISOR:.4g} "
+            f"(lr / {RETRY_DIVISOR:g})"
         )
         say(msg)
         messages.append("Note: " + msg + ".")
         lr0 /= RETRY_DIVISOR
-    norms = res.grad_norm_l1 if norm == "l1" else res.grad_norm_l2
-    try:
-        out = refine(np.asarray(norms, dtype=np.float64), norm=norm, tau=pilot.TAU, steps=steps)
-    except ValueError as exc:
-        raise ValueError(
-            f"the pilot's gradient norms (linear decay, lr {lr0:g}) cannot be refined ({exc}); "
-            "give another --lr"
-        ) from None
     refined = {
         "schedule": out.schedule.to_dict(),
         "pilot": {
