@@ -1,0 +1,113 @@
+"""``lrlab advise`` (6 runs) vs the best of the full study on the same task.
+
+Full study: the default schedules and ``refined`` (pilot at the task's default lr), lrs
+2^-6..2^7 (factor 2), seeds 0, 1, 2, the task's default steps, all batched by
+``LocalExecutor``; its best is the lowest seed-mean final loss over every (schedule, lr).
+Advice: ``lrlab.tune.advise(task, budget=6)``. The recommendation (schedule, lr) is then
+trained with 3 fresh seeds (3, 4, 5); regret = its mean final loss / the full study's best - 1.
+Cost ratios: member-steps and wall time of the advice over those of the full study.
+Writes ``bench/results/advise.json`` after every task.
+
+Usage: ``python bench/advise.py [TASK ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from lrlab.schedules import Linear, Schedule
+from lrlab.tasks import get_task
+from lrlab.train import run_batched
+from lrlab.train.types import RunConfig
+from lrlab.tune import STUDY_SCHEDULES, LocalExecutor, Study, StudySettings, advise, log_grid
+from lrlab.tune.analysis import seed_table
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results", "advise.json")
+EXAMPLE = os.path.join(os.path.dirname(HERE), "examples", "digits_mlp_module.py") + ":build_task"
+TASKS = {
+    "iris_logreg": {},
+    "wine_logreg": {},
+    "breast_cancer_logreg": {},
+    "digits_logreg": {"l2": 0.01},
+    "abs_regression": {},
+    "digits_mlp": {},
+    "example:digits_mlp_module": {},
+    "stdlib_charlm": {},
+}
+FRESH_SEEDS = (3, 4, 5)
+
+
+def _name(task: str) -> str:
+    return EXAMPLE if task.startswith("example:") else task
+
+
+def bench(task: str, options: dict, db: str) -> dict:
+    name = _name(task)
+    t = get_task(name, **options)
+    steps = t.default_steps
+    settings = StudySettings(
+        name, STUDY_SCHEDULES, task_options=options, lrs=tuple(log_grid(2**-6, 2**7, factor=2)),
+        seeds=(0, 1, 2), steps=steps, optimizer=t.default_optimizer, pilot_lr=t.default_lr,
+    )
+    t0 = time.perf_counter()
+    study = Study.open(f"full-{task}", settings, db)
+    study.run(LocalExecutor())
+    full_wall = time.perf_counter() - t0
+    table = seed_table(study.results())
+    best = table.loc[table["mean_loss"].idxmin()]
+    full_steps = (len(study.results()) + 1) * steps  # + the pilot of `refined`
+
+    t0 = time.perf_counter()
+    a = advise(name, 6, task_options=options, storage=db, study=f"adv-{task}")
+    adv_wall = time.perf_counter() - t0
+    sched = Schedule.from_dict(a.refined["schedule"]) if a.schedule == "refined" else Linear(steps)
+    cfgs = [RunConfig(a.lr, sched, seed=s, steps=steps, optimizer=a.optimizer)
+            for s in FRESH_SEEDS]
+    res = run_batched(get_task(name, **options), cfgs, curve_points=1)
+    fresh = [r.final_loss if not r.diverged else float("inf") for r in res]
+    mean = float(np.mean(fresh))
+    row = {
+        "task": task, "options": options, "steps": steps,
+        "full_best": {"schedule": best["schedule"], "lr": float(best["lr"]),
+                      "mean_loss": float(best["mean_loss"])},
+        "advice": {"schedule": a.schedule, "lr": a.lr, "grid_factor": a.grid_factor,
+                   "seed0_loss": a.final_loss, "free": a.free, "runs": a.runs_spent},
+        "fresh_seed_losses": fresh, "fresh_mean_loss": mean,
+        "regret": mean / float(best["mean_loss"]) - 1.0,
+        "member_steps": {"advice": a.member_steps, "full": full_steps,
+                         "ratio": a.member_steps / full_steps},
+        "wall_s": {"advice": adv_wall, "full": full_wall, "ratio": adv_wall / full_wall},
+    }
+    return row
+
+
+def main(argv: list[str]) -> None:
+    tasks = argv or list(TASKS)
+    rows = []
+    if os.path.exists(OUT):
+        with open(OUT) as fh:
+            rows = [r for r in json.load(fh)["rows"] if r["task"] not in tasks]
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in tasks:
+            row = bench(task, TASKS[task], os.path.join(tmp, "bench.db"))
+            rows.append(row)
+            print(f"{task:28s} regret {100 * row['regret']:+6.2f} %"
+                  f"  advice {row['advice']['schedule']}"
+                  f" @ {row['advice']['lr']:.3g}  full best {row['full_best']['schedule']} @ "
+                  f"{row['full_best']['lr']:.3g}  steps {100 * row['member_steps']['ratio']:.2f} %"
+                  f"  wall {100 * row['wall_s']['ratio']:.1f} %", flush=True)
+            os.makedirs(os.path.dirname(OUT), exist_ok=True)
+            with open(OUT, "w") as fh:
+                json.dump({"machine": platform.platform(), "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
