@@ -341,7 +341,7 @@ def advise(
                 break
             except ValueError as exc:
                 why = f"gave gradient norms that cannot be refined ({exc})"
-        if budget - used - 1 < 2:
+        if budget - used - 2 < 2:  # a retry must leave two grid points and the lr-free run
             raise ValueError(
                 f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
                 "room for another try; give a smaller --lr"
