@@ -43,8 +43,12 @@ def register(subparsers) -> None:
 
 
 def advise_command(args: argparse.Namespace) -> int:
+    import optuna
+
     from lrlab.cli.limits import check_steps
     from lrlab.cli.sweep_cmd import _value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     if args.budget < 4:
         raise ValueError(f"--budget must be >= 4, got {args.budget}")
