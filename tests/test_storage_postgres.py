@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,7 +21,6 @@ from lrlab.cli import main
 from lrlab.tune import LocalExecutor, LocalTrials, Study, StudySettings, lease
 from lrlab.tune.study import open_storage
 
-HERE = Path(__file__).parent
 # command trials of a fixed length that report their lr as the loss
 COMMAND = "sleep {secs} && echo '{{{{\"loss\": {{lr}}}}}}'"
 
@@ -31,6 +29,7 @@ COMMAND = "sleep {secs} && echo '{{{{\"loss\": {{lr}}}}}}'"
 def pg_server_running():
     if pg_server.binaries() is None:
         pytest.skip("the PostgreSQL server (initdb, pg_ctl) is not installed")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'lrlab[postgres]'")
     server = pg_server.Server().start()
     yield server
     for url, name in list(lease._held):  # leases this process took on the server's databases
@@ -136,7 +135,7 @@ def test_a_driver_killed_mid_study_resumes_with_every_trial_complete_once(
     pg_url, tmp_path, capsys
 ):
     lrs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    driver = _command_study(pg_url, "kill", lrs, secs=0.3, cwd=tmp_path)
+    driver = _command_study(pg_url, "kill", lrs, secs=0.5, cwd=tmp_path)
     done = "select count(*) from trials where state = 'COMPLETE'"
     _wait(lambda: _count(pg_url, done) >= 2, "two complete trials")
     driver.send_signal(signal.SIGKILL)
@@ -153,7 +152,7 @@ def test_a_driver_killed_mid_study_resumes_with_every_trial_complete_once(
 
 # -- one driver per study, across hosts ---------------------------------------------------------
 def test_two_drivers_started_together_on_a_fresh_database_resolve_to_one(pg_url, tmp_path):
-    lrs = [0.1, 0.2]
+    lrs = [0.1, 0.2, 0.4, 0.8]  # two seconds of trials: the second driver starts meanwhile
     a = _command_study(pg_url, "s", lrs, secs=0.5, cwd=tmp_path)
     b = _command_study(pg_url, "s", lrs, secs=0.5, cwd=tmp_path)
     (_, err_a), (_, err_b) = a.communicate(timeout=120), b.communicate(timeout=120)
