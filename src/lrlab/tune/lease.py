@@ -88,7 +88,9 @@ class Lease:
             try:
                 _meta.create_all(self.engine, checkfirst=True)
                 return
-            except sa.exc.OperationalError as exc:  # another process created it meanwhile
+            # another process created it meanwhile: SQLite says so with an OperationalError,
+            # PostgreSQL with an IntegrityError or ProgrammingError ("... already exists")
+            except sa.exc.DBAPIError as exc:
                 if "already exists" not in str(exc) or attempt == 4:
                     raise
                 time.sleep(0.05)

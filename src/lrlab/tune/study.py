@@ -48,6 +48,9 @@ from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
 
 DEFAULT_STORAGE = "sqlite:///lrlab.db"
+#: URL schemes whose driver ``lrlab[postgres]`` installs (SQLAlchemy >= 2.1 maps a bare
+#: ``postgresql://`` to psycopg 3).
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 SETTINGS_ATTR = "lrlab_settings"
 EXTRA_ATTR = "lrlab_extra_lrs"
 REFINED_ATTR = "lrlab_refined"
@@ -77,6 +80,11 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     try:
         return _rdb_storage(url, kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        if isinstance(exc, ImportError) and url.split("://")[0] in POSTGRES_SCHEMES:
+            raise ValueError(
+                f"cannot open storage {url!r}: its driver psycopg is not installed: "
+                "pip install 'lrlab[postgres]'"
+            ) from None
         from lrlab._io import describe_error
 
         # SQLAlchemy wraps the driver's error (``orig``) and appends a link to its docs;
