@@ -209,6 +209,9 @@ class Study:
         study = optuna.load_study(study_name=name, storage=rdb)
         stored = study.user_attrs.get(SETTINGS_ATTR)
         if stored is None:
+            # a driver may be creating it this very moment: then its lease names it
+            lease.hold(rdb.engine, url, name)
+            lease.release(url, name)
             raise ValueError(f"study {name!r} exists but was not made by lrlab (no settings)")
         have = StudySettings.from_dict(stored)
         if settings is not None:
