@@ -371,7 +371,7 @@ def test_each_command_module_is_named_for_its_commands():
         stem = mod.removesuffix("_cmd")
         assert stem in names or mod == "trials_cmd" and names == {"ask", "tell"}, (mod, names)
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"schedules", "bound", "refine", "sweep", "report", "find",
+    assert set(sub.choices) == {"schedules", "bound", "refine", "sweep", "report", "find", "advise",
                                 "ask", "tell"}
 
 
