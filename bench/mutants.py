@@ -51,23 +51,30 @@ EQUIVALENT = ROOT / "bench" / "mutants-equivalent.txt"
 #: Module -> {source file (under src/lrlab): the test files that concern it}.
 MODULES: dict[str, dict[str, list[str]]] = {
     "schedules": {
-        f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py"]
+        f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py",
+                              "test_schedules_values.py"]
         for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
     },
-    "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py"]},
-    "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_recorder.py"]},
+    "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
+                             "test_theory_inputs.py"]},
+    "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_refine_report.py",
+                             "test_recorder.py"]},
     "optim": {
         **{
-            f"optim/{f}.py": [f"test_optim_{f}.py"]
+            f"optim/{f}.py": [f"test_optim_{f}.py"] + (
+                ["test_lrfree_shared_state.py"] if f in ("dadapt", "prodigy", "schedulefree")
+                else [])
             for f in ("averaging", "dadapt", "madgrad", "mechanic", "momo", "prodigy",
                       "schedulefree")
         },
-        "optim/_foreach.py": ["test_optim_blocks.py", "test_optim_madgrad.py",
-                              "test_optim_dadapt.py", "test_optim_prodigy.py"],
-        "optim/_base.py": ["test_optim_blocks.py", "test_optim_dadapt.py",
-                           "test_optim_prodigy.py", "test_optim_schedulefree.py"],
-        "optim/_validate.py": ["test_optim_blocks.py", "test_optim_dadapt.py",
-                               "test_optim_prodigy.py", "test_optim_momo.py"],
+        # shared by every optimizer: the building blocks' tests first, then every family
+        **{
+            f"optim/{f}.py": ["test_optim_blocks.py", *[
+                f"test_optim_{g}.py" for g in ("averaging", "dadapt", "madgrad", "mechanic",
+                                               "momo", "prodigy", "schedulefree")],
+                              "test_lrfree_shared_state.py"]
+            for f in ("_base", "_foreach", "_validate")
+        },
     },
     "train": {
         **{
