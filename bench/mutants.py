@@ -84,12 +84,12 @@ MODULES: dict[str, dict[str, list[str]]] = {
         },
         **{
             f"train/methods/{f}.py": ["test_train_optimizers.py", "test_train_resume_state.py",
-                                      "test_train.py"]
+                                      "test_train_zero_lr.py", "test_train.py"]
             for f in ("__init__", "_base", "adam", "sgd")
         },
         **{
             f"train/methods/{f}.py": ["test_train_optimizers.py", "test_train_resume_state.py",
-                                      "test_train_lrfree.py"]
+                                      "test_train_zero_lr.py", "test_train_lrfree.py"]
             for f in ("dadapt", "prodigy", "schedulefree")
         },
     },

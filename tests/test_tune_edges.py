@@ -81,3 +81,12 @@ def test_extend_edge_on_each_side_and_for_a_single_point() -> None:
     assert extend_edge([0.1, 0.3, 0.9], [2.0, 1.0, 3.0]).size == 0
     with pytest.raises(ValueError, match="same length"):
         extend_edge([0.1, 0.2], [1.0])
+
+
+def test_grid_factor_of_the_smallest_grids() -> None:
+    from lrlab.tune.space import grid_factor
+
+    assert grid_factor([0.5, 1.0]) == 2.0
+    assert grid_factor([3.0, 1.0, 9.0]) == pytest.approx(3.0)  # order does not matter
+    with pytest.raises(ValueError, match="not geometric"):
+        grid_factor([1.0, 2.0, 3.0])
