@@ -94,12 +94,13 @@ MODULES: dict[str, dict[str, list[str]]] = {
         },
     },
     "tune": {
-        "tune/study.py": ["test_tune_study.py", "test_tune_edges.py"],
+        "tune/study.py": ["test_tune_study_records.py", "test_tune_edges.py",
+                          "test_tune_pilot.py", "test_tune_study.py"],
         "tune/analysis.py": ["test_tune_analysis.py"],
         "tune/space.py": ["test_tune_space.py", "test_tune_edges.py"],
     },
     "torchx": {
-        "torchx/find_lr.py": ["test_rangetest.py"],
+        "torchx/find_lr.py": ["test_rangetest_groups.py", "test_rangetest.py"],
         "torchx/recorder.py": ["test_recorder.py"],
         "torchx/scheduler.py": ["test_torchx_scheduler.py"],
     },
