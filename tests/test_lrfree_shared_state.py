@@ -40,10 +40,12 @@ def test_a_group_added_after_steps_joins_the_shared_estimate(make) -> None:
     assert opt.param_groups[1]["k"] == opt.param_groups[0]["k"] == 6
 
 
+@pytest.mark.parametrize("growth_rate", [float("inf"), 1.02])
 @pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, Prodigy])
-def test_a_step_at_lr_zero_moves_nothing(make) -> None:
+def test_a_step_at_lr_zero_moves_nothing(make, growth_rate) -> None:
+    # with a growth limit, d lags behind its estimate: still, a step at lr = 0 must not grow it
     params = _params()
-    opt = make(params, lr=1.0)
+    opt = make(params, lr=1.0, growth_rate=growth_rate)
     for _ in range(4):
         _step(opt, params)
     d = opt.param_groups[0]["d"]
