@@ -52,7 +52,7 @@ EQUIVALENT = ROOT / "bench" / "mutants-equivalent.txt"
 MODULES: dict[str, dict[str, list[str]]] = {
     "schedules": {
         f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py",
-                              "test_schedules_values.py"]
+                              "test_schedules_values.py", "test_schedules_arguments.py"]
         for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
     },
     "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
