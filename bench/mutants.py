@@ -22,6 +22,7 @@ Usage (from the repository root)::
     python bench/mutants.py --sample 40 --seed 0        # 40 mutants drawn per module
     python bench/mutants.py --survivors                 # rerun the stored survivors only
     python bench/mutants.py --report                    # summary of the stored results
+    python bench/mutants.py --markdown                  # the same as Markdown tables
 
 Results merge into ``bench/results/mutants.json`` (one record per mutant id), so modules and
 samples can be run separately and summarised together.
@@ -415,6 +416,27 @@ def print_summary(summary: dict) -> None:
             print(f"  {s}")
 
 
+def markdown(summary: dict) -> str:
+    """The score table and the survivors as Markdown (the tables of docs/testing.md)."""
+    lines = ["| module | mutants | run | killed | error | timeout | survived | equivalent "
+             "| score |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [*summary["modules"].items(), ("all", None)]
+    for name, m in rows:
+        if m is None:
+            t = summary["total"]
+            m = {"mutants": t["mutants"], "run": t["run"], "score": t["score"],
+                 **{k: sum(x[k] for x in summary["modules"].values())
+                    for k in ("killed", "error", "timeout", "survived", "equivalent")}}
+        score = "-" if m["score"] is None else f"{100 * m['score']:.1f} %"
+        lines.append(f"| {name} | {m['mutants']} | {m['run']} | {m['killed']} | {m['error']} | "
+                     f"{m['timeout']} | {m['survived']} | {m['equivalent']} | {score} |")
+    lines += ["", "| survivor | why it stays |", "|---|---|"]
+    for sv in summary["survivors"]:
+        why = sv["equivalent"] or "**not explained: a missing test**"
+        lines.append(f"| `{sv['id']}` | {why} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--module", action="append", choices=list(MODULES),
@@ -427,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="count the mutants per module, run none")
     ap.add_argument("--report", action="store_true", help="summarise the stored results only")
     ap.add_argument("--show", metavar="ID", help="print the mutated line of one mutant")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print the stored summary as Markdown tables")
     args = ap.parse_args(argv)
     modules = args.module or list(MODULES)
     every = {mod: [(m, s) for rel in MODULES[mod] for m, _, s in mutants_of(mod, rel)]
@@ -447,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mod:10s} {totals[mod]:5d} mutants in {len(MODULES[mod])} files")
         return 0
     records = load_results()
+    if args.markdown:  # reads only: a campaign may be writing the results now
+        known = {m.id for v in every.values() for m, _ in v}
+        print(markdown(summarise({k: r for k, r in records.items() if k in known}, totals)))
+        return 0
     if not args.report:
         todo: list[tuple[Mutant, int]] = []
         for mod in modules:
