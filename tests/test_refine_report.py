@@ -37,3 +37,12 @@ def test_report_is_immutable() -> None:
     rep = refine(np.ones(10)).report
     with pytest.raises(dataclasses.FrozenInstanceError):
         rep.steps = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 11, 57])
+@pytest.mark.parametrize("tau", [0.05, 0.3, 0.5, 0.9, 0.99])
+def test_window_is_the_documented_odd_width(m, tau) -> None:
+    norms = 1.0 + np.arange(m, dtype=np.float64) % 3
+    rep = refine(norms, tau=tau).report
+    assert rep.window == 2 * math.floor(tau * m / 2) + 1
+    assert rep.window % 2 == 1 and rep.window <= m
