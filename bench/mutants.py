@@ -64,7 +64,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         **{
             f"optim/{f}.py": [f"test_optim_{f}.py"] + (
                 ["test_lrfree_shared_state.py"] if f in ("dadapt", "prodigy", "schedulefree")
-                else [])
+                else []) + (["test_schedulefree_defaults.py"] if f == "schedulefree" else [])
             for f in ("averaging", "dadapt", "madgrad", "mechanic", "momo", "prodigy",
                       "schedulefree")
         },
@@ -79,8 +79,8 @@ MODULES: dict[str, dict[str, list[str]]] = {
     },
     "train": {
         **{
-            f"train/{f}.py": ["test_train.py", "test_train_divergence.py",
-                              "test_train_optimizers.py"]
+            f"train/{f}.py": ["test_train_divergence.py", "test_train_zero_lr.py",
+                              "test_train.py", "test_train_optimizers.py"]
             for f in ("api", "engine", "types")
         },
         **{

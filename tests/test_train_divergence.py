@@ -134,3 +134,27 @@ def test_every_member_diverged_stops_early_and_reports_each() -> None:
     out = _run("sgd", lambda m: AllBad(m, "loss", member=0))
     assert [r.diverged_at for r in out] == [2, 2, 2]
     assert all(math.isnan(r.final_loss) for r in out)
+
+
+def test_a_frozen_member_with_buffers_leaves_the_others_as_without_it() -> None:
+    # a module with BatchNorm running statistics: buffers are updated per member, and only
+    # for members still training
+    from torch import nn
+
+    from lrlab.tasks import from_module
+
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    base = get_task("iris_logreg")
+    task = from_module(make, (base.X_train.double(), base.y_train),
+                       test=(base.X_test.double(), base.y_test),
+                       loss_fn=torch.nn.functional.cross_entropy, batch_size=16, steps=T)
+    configs = _configs("sgd")
+    clean = run_batched(task, configs, record_grad_norms=True, dtype=torch.float64)
+    faulty = task.replace(model=Faulty(task.model, "loss", member=1))
+    out = run_batched(faulty, configs, record_grad_norms=True, dtype=torch.float64)
+    _same(out[0], clean[0])
+    _same(out[2], clean[2])
+    assert out[1].diverged and out[1].diverged_at == BAD_STEP

@@ -29,3 +29,16 @@ def test_steps_at_lr_zero_first_leave_the_parameters_and_then_training_proceeds(
     assert torch.isfinite(x).all() and not torch.equal(x, start)
     for p in opt.eval_params([x]):
         assert torch.isfinite(p).all()
+
+
+def test_run_config_stores_plain_python_numbers() -> None:
+    import numpy as np
+
+    from lrlab.schedules import Constant
+    from lrlab.train import RunConfig
+
+    c = RunConfig(np.float32(0.5), Constant(), seed=np.int64(3), steps=np.int64(7))
+    assert type(c.lr) is float and type(c.seed) is int and type(c.steps) is int
+    assert (c.lr, c.seed, c.steps) == (0.5, 3, 7)
+    with pytest.raises(ValueError, match="seed"):
+        RunConfig(0.5, Constant(), seed=-1)
