@@ -3,6 +3,7 @@ failures are reported, and how opening its database reacts to errors."""
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 
@@ -72,3 +73,18 @@ def test_opening_a_database_retries_only_the_table_creation_race(tmp_path, monke
     with pytest.raises(ValueError, match="cannot open storage .*already exists"):
         Study.open("s", settings(), str(tmp_path / "c.db"))
     assert len(calls) == 5
+
+
+def test_stored_curves_read_back_with_nan_after_divergence(tmp_path) -> None:
+    study = Study.open("s", settings(), str(tmp_path / "s.db"))
+    study.run(LocalExecutor(runner=fake_runner))
+    df = study.results().set_index("trial")
+    curves = study.curves()
+    assert set(curves) == set(df.index)
+    for trial, (steps, loss) in curves.items():
+        assert list(steps) == [0, 1, 2] and loss.dtype == np.float64
+        assert loss[:2].tolist() == [2.0, 1.5]
+        if df.loc[trial, "diverged"]:
+            assert np.isnan(loss[2])
+        else:
+            assert loss[2] == df.loc[trial, "final_loss"]
