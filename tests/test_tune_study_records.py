@@ -88,3 +88,13 @@ def test_stored_curves_read_back_with_nan_after_divergence(tmp_path) -> None:
             assert np.isnan(loss[2])
         else:
             assert loss[2] == df.loc[trial, "final_loss"]
+
+
+def test_the_database_is_in_write_ahead_log_mode(tmp_path) -> None:
+    # readers (a report, a second driver's check) do not wait for a running sweep's writes
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    Study.open("s", settings(), str(path)).run(LocalExecutor(runner=fake_runner))
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
