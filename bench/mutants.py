@@ -443,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="module to mutate (repeatable; default: all)")
     ap.add_argument("--sample", type=int, default=0, help="mutants drawn per module (0 = all)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the draw")
-    ap.add_argument("--survivors", action="store_true", help="rerun the stored survivors")
+    ap.add_argument("--survivors", action="store_true",
+                    help="rerun the stored survivors not listed as equivalent")
     ap.add_argument("--timeout-factor", type=float, default=3.0,
                     help="per-mutant limit: factor x the clean run's time, plus 20 s")
     ap.add_argument("--list", action="store_true", help="count the mutants per module, run none")
@@ -479,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         todo: list[tuple[Mutant, int]] = []
         for mod in modules:
             pool = every[mod]
-            if args.survivors:
-                pool = [x for x in pool if records.get(x[0].id, {}).get("status") == "survived"]
+            if args.survivors:  # the ones not explained as equivalent
+                eq = load_equivalent()
+                pool = [x for x in pool if x[0].id not in eq
+                        and records.get(x[0].id, {}).get("status") == "survived"]
             elif args.sample and args.sample < len(pool):
                 pool = random.Random(f"{args.seed}:{mod}").sample(pool, args.sample)
             todo.extend(pool)
