@@ -18,6 +18,7 @@ from lrlab.schedules import (
     Linear,
     MultiStep,
     OneCycle,
+    Polynomial,
     Schedule,
     Step,
     Warmup,
@@ -66,6 +67,8 @@ def test_numpy_numbers_are_stored_as_python_numbers(s) -> None:
         (lambda: CosinePhases((10,), (0.5,), (-0.1,)), "s_min"),
         (lambda: Warmup(Constant(), 5, start=1.0), "start"),
         (lambda: Step(0), "step_size"),
+        (lambda: Polynomial(0), "steps"),
+        (lambda: Linear(0), "steps"),
     ],
 )
 def test_out_of_range_arguments_are_rejected_by_name(make, match) -> None:
