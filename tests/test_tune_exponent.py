@@ -63,3 +63,12 @@ def test_robustness_leaves_out_side_points_at_or_below_the_floor() -> None:
     assert row.best_lr == 1.0 and row.over_2 == 1.0 and row.under_2 == 0.95
     assert row.exponent_over == pytest.approx(1.0, rel=1e-9)
     assert row.exponent_under == pytest.approx(1.0, rel=1e-9)
+
+
+def test_seed_table_names_a_missing_column() -> None:
+    from lrlab.tune import seed_table
+
+    with pytest.raises(ValueError, match="lacks column"):
+        seed_table(pd.DataFrame({"schedule": ["s"], "lr": [1.0], "seed": [0]}))
+    with pytest.raises(ValueError, match="DataFrame"):
+        seed_table([{"schedule": "s"}])
