@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench clean mutants
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,15 @@ test-all: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench
+
+# Mutation campaign over the core modules (not part of `make test`; see docs/testing.md).
+# `make mutants MODULE=refine`, `make mutants SAMPLE=20` (mutants drawn per module),
+# `make mutants ARGS=--survivors` (rerun the stored survivors), `make mutants ARGS=--report`.
+MODULE ?=
+SAMPLE ?= 0
+ARGS   ?=
+mutants:
+	$(BIN)/python bench/mutants.py $(if $(MODULE),--module $(MODULE)) --sample $(SAMPLE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info lrlab.db lrlab-report

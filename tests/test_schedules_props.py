@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,13 +147,36 @@ def test_dict_round_trip_through_json(s: Schedule) -> None:
     np.testing.assert_array_equal(back(grid(s)), s(grid(s)))
 
 
+with_horizon = anything.filter(lambda s: s.horizon is not None)
+without_horizon = anything.filter(lambda s: s.horizon is None)
+
+
 @FAST
-@given(anything)
+@given(with_horizon)
 def test_clamped_past_horizon(s: Schedule) -> None:
     h = s.horizon
-    if h is not None:
-        tail = s(np.arange(h, h + 30))
-        assert np.all(tail == tail[0])
+    tail = s(np.arange(h, h + 30))
+    assert np.all(tail == tail[0])
+    assert s(h + 10**6) == tail[0] and s(h + 0.5) == tail[0]
+    np.testing.assert_array_equal(s.values(), s(np.arange(h)))
+
+
+@FAST
+@given(without_horizon)
+def test_without_horizon_values_need_a_length(s: Schedule) -> None:
+    with pytest.raises(ValueError, match="has no horizon: pass steps"):
+        s.values()
+    np.testing.assert_array_equal(s.values(50), s(np.arange(50)))
+
+
+@FAST
+@given(leaves, leaves, st.integers(1, 100), st.floats(0.01, 100.0))
+def test_horizon_of_compositions(a: Schedule, b: Schedule, n: int, f: float) -> None:
+    ha, hb = a.horizon, b.horizon
+    assert Warmup(a, n).horizon == (None if ha is None else n + ha)
+    assert join([a, b], [n]).horizon == (None if hb is None else n + hb)
+    assert multiply(a, b).horizon == (None if None in (ha, hb) else max(ha, hb))
+    assert scale(a, f).horizon == ha
 
 
 @FAST

@@ -1,0 +1,67 @@
+"""Learning-rate-free optimizers keep one estimate (d, step count) for all their parameter
+groups: a group added later joins it; a step with lr = 0 moves nothing, the estimate included;
+and the Schedule-Free wrapper's interpolation must be a real average (momentum in (0, 1))."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrlab.optim import DAdaptAdam, DAdaptSGD, Prodigy
+from lrlab.optim.schedulefree import ScheduleFreeWrapper
+
+
+def _params(seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)]
+
+
+def _step(opt, params) -> None:
+    opt.zero_grad()
+    loss = sum(((p - 3.0) ** 2).sum() for p in params)
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, Prodigy])
+def test_a_group_added_after_steps_joins_the_shared_estimate(make) -> None:
+    params = _params()
+    opt = make(params[:1], lr=1.0)
+    for _ in range(5):
+        _step(opt, params[:1])
+    first = opt.param_groups[0]
+    assert first["d"] > 1e-6 and first["k"] == 5  # the estimate has moved
+    opt.add_param_group({"params": params[1:]})
+    added = opt.param_groups[1]
+    assert added["d"] == first["d"] and added["k"] == first["k"]
+    _step(opt, params)
+    assert opt.param_groups[1]["d"] == opt.param_groups[0]["d"]
+    assert opt.param_groups[1]["k"] == opt.param_groups[0]["k"] == 6
+
+
+@pytest.mark.parametrize("growth_rate", [float("inf"), 1.02])
+@pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, Prodigy])
+def test_a_step_at_lr_zero_moves_nothing(make, growth_rate) -> None:
+    # with a growth limit, d lags behind its estimate: still, a step at lr = 0 must not grow it
+    params = _params()
+    opt = make(params, lr=1.0, growth_rate=growth_rate)
+    for _ in range(4):
+        _step(opt, params)
+    d = opt.param_groups[0]["d"]
+    before = [p.detach().clone() for p in params]
+    for group in opt.param_groups:
+        group["lr"] = 0.0
+    for _ in range(3):
+        _step(opt, params)
+    assert opt.param_groups[0]["d"] == d
+    for a, b in zip(before, params, strict=True):
+        assert torch.equal(a, b.detach())
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0, -0.1])
+def test_schedulefree_wrapper_needs_a_momentum_inside_zero_one(momentum) -> None:
+    base = torch.optim.SGD(_params(), lr=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        ScheduleFreeWrapper(base, momentum=momentum)
+    assert ScheduleFreeWrapper(base, momentum=0.5).momentum == 0.5

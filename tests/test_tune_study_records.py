@@ -1,0 +1,100 @@
+"""What a study records in its storage besides results: the search distributions, which
+failures are reported, and how opening its database reacts to errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from lrlab.tune import LocalExecutor, Study
+from test_tune_study import fake_runner, settings
+
+REAL_STORAGE = optuna.storages.RDBStorage
+
+
+def test_searched_values_are_log_scale_distributions(tmp_path) -> None:
+    study = Study.open("s", settings(), str(tmp_path / "s.db"))
+    study.run(LocalExecutor(runner=fake_runner))
+    dist = study.optuna_study.trials[0].distributions
+    assert dist["lr"].log and dist["lr"].low > 0
+    rnd = {"bounds": {"lr": (0.1, 10.0), "weight_decay": (1e-4, 1e-2)}, "n": 2, "seed": 0}
+    r = Study.open("r", settings(lrs=(), random=rnd), str(tmp_path / "r.db"))
+    r.run(LocalExecutor(runner=fake_runner))
+    dist = r.optuna_study.trials[0].distributions
+    assert dist["lr"].log and dist["weight_decay"].log
+
+
+def test_trials_lost_with_their_worker_are_not_reported_as_failures(tmp_path) -> None:
+    calls = []
+
+    def flaky(task, configs, progress=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("worker lost")
+        return fake_runner(task, configs)
+
+    study = Study.open("s", settings(), str(tmp_path / "s.db"))
+    with pytest.raises(RuntimeError, match="worker lost"):
+        study.run(LocalExecutor(runner=flaky), batch_size=10)
+    assert study.counts()["FAIL"] > 0
+    assert study.failures().empty  # no reason was given: the exception itself was the report
+
+
+def _storage(fail):
+    """An RDB storage class whose construction fails while ``fail(calls)`` gives an error."""
+    calls: list[str] = []
+
+    class Storage(REAL_STORAGE):
+        def __init__(self, url, **kw):
+            calls.append(url)
+            error = fail(len(calls))
+            if error is not None:
+                raise RuntimeError(error)
+            super().__init__(url, **kw)
+
+    return Storage, calls
+
+
+def test_opening_a_database_retries_only_the_table_creation_race(tmp_path, monkeypatch) -> None:
+    broken, calls = _storage(lambda n: "disk I/O error")
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(ValueError, match="cannot open storage .*disk I/O error"):
+        Study.open("s", settings(), str(tmp_path / "a.db"))
+    assert len(calls) == 1  # any other error is raised at once
+
+    racing, calls = _storage(lambda n: "table studies already exists" if n < 3 else None)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    study = Study.open("s", settings(), str(tmp_path / "b.db"))
+    assert len(calls) == 3 and study.counts()
+
+    always, calls = _storage(lambda n: "table studies already exists")
+    monkeypatch.setattr(optuna.storages, "RDBStorage", always)
+    with pytest.raises(ValueError, match="cannot open storage .*already exists"):
+        Study.open("s", settings(), str(tmp_path / "c.db"))
+    assert len(calls) == 5
+
+
+def test_stored_curves_read_back_with_nan_after_divergence(tmp_path) -> None:
+    study = Study.open("s", settings(), str(tmp_path / "s.db"))
+    study.run(LocalExecutor(runner=fake_runner))
+    df = study.results().set_index("trial")
+    curves = study.curves()
+    assert set(curves) == set(df.index)
+    for trial, (steps, loss) in curves.items():
+        assert list(steps) == [0, 1, 2] and loss.dtype == np.float64
+        assert loss[:2].tolist() == [2.0, 1.5]
+        if df.loc[trial, "diverged"]:
+            assert np.isnan(loss[2])
+        else:
+            assert loss[2] == df.loc[trial, "final_loss"]
+
+
+def test_the_database_is_in_write_ahead_log_mode(tmp_path) -> None:
+    # readers (a report, a second driver's check) do not wait for a running sweep's writes
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    Study.open("s", settings(), str(path)).run(LocalExecutor(runner=fake_runner))
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
