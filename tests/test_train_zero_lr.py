@@ -15,17 +15,25 @@ def test_steps_at_lr_zero_first_leave_the_parameters_and_then_training_proceeds(
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, 5, generator=gen, dtype=torch.float64)
     start = x.clone()
-    opt = batched_method(kind)([x], {}, steps=20)
+    method = batched_method(kind)
+    extra = {"examples": 4} if method.per_example else {}
+    opt = method([x], {}, steps=20, **extra)
+
+    def step(lr):
+        if method.per_example:  # example indices and the batch objective, as the engine gives
+            opt.observe(torch.tensor([[0], [1]]), 0.5 * ((x - 1.0) ** 2).sum(1))
+        opt.step([x], [x - 1.0], lr, None)
+
     zero = torch.zeros(2, dtype=torch.float64)
     for _ in range(3):
-        opt.step([x], [x - 1.0], zero, None)
+        step(zero)
     # (D-Adaptation's dual-averaging form recomputes x from x0 and s: equal up to rounding)
     torch.testing.assert_close(x, start, rtol=1e-14, atol=1e-15)
     for p in opt.eval_params([x]):
         assert torch.isfinite(p).all()
     lr = torch.tensor([0.1, 1.0], dtype=torch.float64)
     for _ in range(10):
-        opt.step([x], [x - 1.0], lr, None)
+        step(lr)
     assert torch.isfinite(x).all() and not torch.equal(x, start)
     for p in opt.eval_params([x]):
         assert torch.isfinite(p).all()
