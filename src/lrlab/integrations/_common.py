@@ -67,6 +67,18 @@ def parse_peaks(peak_lr: float | Sequence[float] | None) -> list[float] | None:
     return [check_real("peak_lr", peak_lr, 0.0)]
 
 
+def parse_log_path(
+    log_path: str | Path | bool | None, flush_every: int
+) -> tuple[str | Path | bool | None, NormLog | None]:
+    """``(log_path, norm_log)`` of a callback: ``True`` is the default path (None), ``False``
+    records nothing (no log); anything else must be a path."""
+    if log_path is True:
+        log_path = None
+    if not (log_path is None or log_path is False or isinstance(log_path, (str, Path))):
+        raise ValueError(f"log_path must be a path, None or False, got {log_path!r}")
+    return log_path, None if log_path is False else NormLog(flush_every)
+
+
 def expand_peaks(peaks: list[float], groups: int) -> list[float]:
     """One peak per param group: a single value is repeated, a list must match in length."""
     if len(peaks) == 1:

@@ -16,11 +16,11 @@ from transformers import TrainerCallback
 
 from lrlab.integrations._common import (
     LrDriver,
-    NormLog,
     expand_peaks,
     innermost,
     is_schedule_lr,
     model_loss,
+    parse_log_path,
     parse_peaks,
     set_mode,
 )
@@ -100,12 +100,7 @@ class LrlabTrainerCallback(TrainerCallback):
     ) -> None:
         self.driver = None if schedule is None else LrDriver(schedule)
         self._given_peaks = parse_peaks(peak_lr)
-        if log_path is True:
-            log_path = None
-        if not (log_path is None or log_path is False or isinstance(log_path, (str, Path))):
-            raise ValueError(f"log_path must be a path, None or False, got {log_path!r}")
-        self.log_path = log_path
-        self.norm_log = None if log_path is False else NormLog(flush_every)
+        self.log_path, self.norm_log = parse_log_path(log_path, flush_every)
         self.peaks: list[float] | None = None
         self._handle: Any = None
 
