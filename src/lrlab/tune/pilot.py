@@ -99,18 +99,7 @@ def _trial_pilot(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     cfg = pilot_config(settings, settings.pilot_lr)
     norm = pilot_norm(settings.optimizer)
     with tempfile.TemporaryDirectory(prefix="lrlab-pilot-") as files:
-        spec = {
-            "kind": settings.kind,
-            "target": settings.task,
-            "number": -1,
-            "params": {"lr": cfg.lr, "seed": cfg.seed},
-            "schedule_name": "linear",
-            "schedule": cfg.schedule.to_dict(),
-            "steps": settings.steps,
-            "timeout": settings.timeout,
-            "workdir": settings.workdir,
-            "files": files,
-        }
+        spec = settings.trial_spec(-1, {"lr": cfg.lr}, cfg.seed, "linear", cfg.schedule, files)
         with LocalTrials(1) as ex:
             ((_, out),) = list(ex.map_trials([spec]))
     where = f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed 0)"

@@ -266,6 +266,30 @@ class StudySettings:
             options={**self.optimizer_options, **extra},
         )
 
+    def trial_spec(
+        self,
+        number: int,
+        point: dict[str, float],
+        seed: int,
+        schedule_name: str,
+        schedule: Schedule,
+        files: str,
+    ) -> dict[str, Any]:
+        """The spec a worker trains for one function or command trial (``lrlab.tune.trials``):
+        ``point`` holds the searched values (``lr`` included)."""
+        return {
+            "kind": self.kind,
+            "target": self.task,
+            "number": int(number),
+            "params": {**point, "seed": int(seed)},
+            "schedule_name": schedule_name,
+            "schedule": schedule.to_dict(),
+            "steps": self.steps,
+            "timeout": self.timeout,
+            "workdir": self.workdir,
+            "files": files,
+        }
+
     @property
     def resolved_options(self) -> dict[str, float]:
         """Every option of the optimizer: ``optimizer_options`` with the method's defaults."""

@@ -432,19 +432,10 @@ class Study:
         self, params: dict[str, Any], number: int, files: str, built: dict[str, Schedule]
     ) -> dict[str, Any]:
         """The spec a worker trains (``lrlab.tune.trials``) for a trial with ``params``."""
-        s = self.settings
-        return {
-            "kind": s.kind,
-            "target": s.task,
-            "number": int(number),
-            "params": {**self._point(params), "seed": int(params["seed"])},
-            "schedule_name": params["schedule"],
-            "schedule": built[params["schedule"]].to_dict(),
-            "steps": s.steps,
-            "timeout": s.timeout,
-            "workdir": s.workdir,
-            "files": files,
-        }
+        name = params["schedule"]
+        return self.settings.trial_spec(
+            number, self._point(params), params["seed"], name, built[name], files
+        )
 
     def _run_trials(
         self,
