@@ -11,6 +11,7 @@ import trial_fns
 from lrlab.cli import main
 from lrlab.schedules import Constant, Cosine, Linear, Schedule
 from lrlab.tune import Study, Trial
+from processes import gone
 
 HERE = Path(__file__).parent
 SCRIPT = f"{sys.executable} {HERE / 'trial_script.py'}"
@@ -237,12 +238,6 @@ def test_closing_the_executor_stops_running_commands(tmp_path):
     assert not runner.is_alive()
     assert sorted(i for i, _ in got) == [0, 1]
     assert all("killed by signal SIGKILL" in out["error"] for _, out in got)
-
-    def gone(pid):  # no such process, or a zombie waiting for its new parent to reap it
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        except FileNotFoundError:
-            return True
 
     deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
     while not all(gone(p) for p in pids) and time.monotonic() < deadline:

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from processes import gone
+
 
 def _children(pid):
     out = []
@@ -17,13 +19,6 @@ def _children(pid):
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(stat.parent.name))
     return out
-
-
-def _gone(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_workers_exit_when_their_driver_is_killed(tmp_path):
@@ -40,9 +35,9 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path):
     driver.kill()
     driver.wait()
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not all(_gone(p) for p in kids):
+    while time.monotonic() < deadline and not all(gone(p) for p in kids):
         time.sleep(0.1)
-    left = [p for p in kids if not _gone(p)]
+    left = [p for p in kids if not gone(p)]
     for p in left:  # leave nothing behind even when the check fails
         os.kill(p, 9)
     assert not left, f"processes outlived their driver: {left}"

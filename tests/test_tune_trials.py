@@ -17,6 +17,7 @@ from lrlab.schedules import Cosine, Linear, Schedule
 from lrlab.tune import Study, StudySettings, Trial, sweep
 from lrlab.tune.trial_executors import LocalTrials
 from lrlab.tune.trials import outcome, run_trial
+from processes import gone
 
 HERE = Path(__file__).parent
 
@@ -175,19 +176,6 @@ def test_a_refined_study_of_trials_needs_a_pilot_lr():
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped by its dead parent's successor) counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 DRIVER = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -218,9 +206,9 @@ def test_driver_killed_mid_study_leaves_no_worker_and_resumes_exactly_once(tmp_p
     complete_before = study.counts().get("COMPLETE", 0)
     assert 0 < complete_before < 8  # killed mid-study: some done, some not
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in started) and time.monotonic() < deadline:
+    while not all(gone(p) for p in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(p) for p in started), "a worker outlived its driver"
+    assert all(gone(p) for p in started), "a worker outlived its driver"
     os.environ["LRLAB_TEST_PIDS"] = str(pids)
     try:
         with LocalTrials(2) as ex:
