@@ -11,7 +11,10 @@ time of the whole grid, after a 5-step warm-up of the same approach; peak RSS of
 - ``ensemble``: a hand-written torch.func ensemble: ``stack_module_state`` + ``vmap(grad(...))``
   + an SGD update with a [105] learning-rate vector per step (no divergence checks, no
   evaluation: the least work that trains the grid);
-- ``handmlp``: lrlab's hand-written batched MLP (the ``digits_mlp`` task), MLP only.
+- ``handmlp``: lrlab's hand-written batched MLP (the ``digits_mlp`` task), MLP only;
+- ``lrlab_compiled`` and ``ensemble_compiled``: the same two through ``torch.compile``
+  (``run_batched(compile=True)``; ``torch.compile`` of the ensemble's ``vmap(grad)`` step).
+  Their compilation falls in the warm-up, whose time is recorded as ``warmup_seconds``.
 
 Usage: ``python bench/modules.py [--device cuda]``; writes bench/results/modules[_cuda].json.
 """
@@ -57,6 +60,12 @@ def run_lrlab(task, make_model, steps, device):
     return run_batched(task, _configs(steps), device=device)
 
 
+def run_lrlab_compiled(task, make_model, steps, device):
+    from lrlab.train import run_batched
+
+    return run_batched(task, _configs(steps), device=device, compile=True)
+
+
 def run_handmlp(task, make_model, steps, device):
     from lrlab.tasks import get_task
     from lrlab.train import run_batched
@@ -90,7 +99,7 @@ def run_loop(task, make_model, steps, device):
         torch.cuda.synchronize()
 
 
-def run_ensemble(task, make_model, steps, device):
+def run_ensemble(task, make_model, steps, device, compile=False):
     import numpy as np
     import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
@@ -106,6 +115,8 @@ def run_ensemble(task, make_model, steps, device):
         return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (x,)), t)
 
     step = vmap(grad(loss), randomness="different")
+    if compile:
+        step = _COMPILED.setdefault("ensemble", torch.compile(step))
     lrs = torch.tensor(np.stack([c.lr * c.schedule(np.arange(steps)) for c in configs], 1),
                        dtype=torch.float32, device=device)
     orders = [np.random.default_rng(c.seed) for c in configs]
@@ -121,8 +132,16 @@ def run_ensemble(task, make_model, steps, device):
         torch.cuda.synchronize()
 
 
+_COMPILED: dict = {}  # the compiled ensemble step, kept from the warm-up to the timed run
+
+
+def run_ensemble_compiled(task, make_model, steps, device):
+    return run_ensemble(task, make_model, steps, device, compile=True)
+
+
 APPROACHES = {"lrlab": run_lrlab, "loop": run_loop, "ensemble": run_ensemble,
-              "handmlp": run_handmlp}
+              "handmlp": run_handmlp, "lrlab_compiled": run_lrlab_compiled,
+              "ensemble_compiled": run_ensemble_compiled}
 
 
 def child(model: str, approach: str, device: str) -> dict:
@@ -131,13 +150,16 @@ def child(model: str, approach: str, device: str) -> dict:
     torch.set_num_threads(1)
     task, make_model = _task(model)
     fn = APPROACHES[approach]
+    t0 = time.perf_counter()
     fn(task.replace(default_steps=5), make_model, 5, device)  # warm-up: same approach, 5 steps
+    warmup = time.perf_counter() - t0
     t0 = time.perf_counter()
     fn(task, make_model, STEPS, device)
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device != "cpu" else None
-    return {"seconds": seconds, "peak_rss_mb": rss, "peak_gpu_mb": gpu}
+    return {"seconds": seconds, "warmup_seconds": warmup, "peak_rss_mb": rss,
+            "peak_gpu_mb": gpu}
 
 
 def main() -> None:
@@ -162,16 +184,18 @@ def main() -> None:
             rows[f"{model}/{approach}"] = json.loads(out.stdout.strip().splitlines()[-1])
             r = rows[f"{model}/{approach}"]
             gpu = f"  GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""
-            print(f"{model:4} {approach:9} {r['seconds']:7.2f} s  "
-                  f"peak RSS {r['peak_rss_mb']:6.0f} MB{gpu}", flush=True)
+            print(f"{model:4} {approach:17} {r['seconds']:7.2f} s  (warm-up "
+                  f"{r['warmup_seconds']:5.1f} s)  peak RSS {r['peak_rss_mb']:6.0f} MB{gpu}",
+                  flush=True)
     ratios = {}
     for model in ("mlp", "cnn"):
-        ours = rows[f"{model}/lrlab"]["seconds"]
-        for peer in ("loop", "ensemble", "handmlp"):
-            if f"{model}/{peer}" in rows:
-                ratios[f"{model}: {peer} / lrlab"] = rows[f"{model}/{peer}"]["seconds"] / ours
+        for ours in ("lrlab", "lrlab_compiled"):
+            for peer in ("loop", "ensemble", "handmlp", "ensemble_compiled"):
+                if f"{model}/{peer}" in rows:
+                    ratios[f"{model}: {peer} / {ours}"] = (rows[f"{model}/{peer}"]["seconds"]
+                                                           / rows[f"{model}/{ours}"]["seconds"])
     for k, v in ratios.items():
-        print(f"{k:24} {v:6.2f}x")
+        print(f"{k:38} {v:6.2f}x")
     name = "modules" if args.device == "cpu" else f"modules_{args.device.split(':')[0]}"
     path = ROOT / "bench" / "results" / f"{name}.json"
     path.write_text(json.dumps({"device": args.device, "configs": 105, "steps": STEPS,

@@ -413,3 +413,31 @@ def test_device_is_checked_first_stored_and_may_change_on_resume(tmp_path, capsy
     assert rc == 0 and Study.open("d", None, db).settings.device == "auto"
     with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N, mps or auto"):
         StudySettings("iris_logreg", ("constant",), lrs=(0.1,), device="gpu")
+
+
+def test_compile_reaches_the_trainer_and_is_refused_for_trials(tmp_path, capsys, monkeypatch):
+    import lrlab.tune.executors as executors
+
+    seen = []
+    real = executors.train_batch
+
+    def spy(task, configs, progress=None, device="cpu", compile=False):
+        seen.append(compile)
+        return real(task, configs, progress, device, compile)
+
+    monkeypatch.setattr(executors, "train_batch", spy)
+    db = str(tmp_path / "c.db")
+    base = ["--schedules", "constant", "--grid", "0.4", "--seeds", "1", "--steps", "10",
+            "--storage", db, "--edge-rounds", "0", "--out", str(tmp_path / "r")]
+    assert main(["sweep", "--task", "iris_logreg", *base, "--study", "c", "--compile"]) == 0
+    assert seen == [True]
+    assert main(["sweep", "--task", "iris_logreg", *base, "--study", "d"]) == 0
+    assert seen == [True, False]
+    capsys.readouterr()
+    rc = main(["sweep", "--command", f"{sys.executable} -c 'print(1)' {{lr}}", *base,
+               "--study", "e", "--compile"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--compile compiles the batched trainer's step" in err
+    assert err.count("\n") == 1
+    with sqlite3.connect(db) as con:  # refused before anything was stored
+        assert [r[0] for r in con.execute("select study_name from studies")] == ["c", "d"]

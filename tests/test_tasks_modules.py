@@ -335,3 +335,40 @@ def test_builtin_models_follow_the_contract_and_the_footprint_sizes_chunks(monke
     assert max_members(task, BATCH, torch.float64, cpu) == 2  # half of 5 members' worth
     monkeypatch.setattr(devices, "free_memory", lambda device: 0)
     assert max_members(task, BATCH, torch.float64, cpu) == 1
+
+
+def test_compiled_steps_give_the_plain_loops_numbers(caplog) -> None:
+    """compile=True (torch.compile of the step and the evaluation) on BatchNorm + Dropout2d
+    + Conv2d equals the plain loop; a member diverges (learning rate 1e307) and is reported."""
+    task = _task("cnn")
+    configs = _configs("momentum") + [RunConfig(1e307, Linear(STEPS), seed=1,
+                                                optimizer="momentum")]
+    with caplog.at_level(logging.WARNING, logger="lrlab"):
+        results = run_batched(task, configs, dtype=torch.float64, compile=True)
+    assert "torch.compile" not in caplog.text  # it compiled: no fallback line
+    assert task.model.compile is False  # the setting lasts one run
+    assert any(k[-1] for k in task.model._steps)  # compiled functions were built and kept
+    for cfg, res in zip(configs[:-1], results[:-1], strict=True):
+        ref = plain_loop(MODELS["cnn"][0], task, cfg)
+        assert _close(res.final_loss, ref["final"]), (cfg, res.final_loss, ref["final"])
+        assert res.test_metric == pytest.approx(ref["acc"], abs=1e-12)
+        np.testing.assert_allclose(res.curve_loss, ref["losses"][res.curve_steps], rtol=1e-10)
+    assert results[-1].diverged and results[-1].diverged_at is not None
+
+
+def test_a_step_that_cannot_compile_runs_uncompiled(caplog, monkeypatch) -> None:
+    def broken(fn, **kw):
+        def run(*a, **k):
+            raise RuntimeError("no C++ compiler. Details follow")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    task = _task("mlp")
+    configs = _configs("sgd")
+    with caplog.at_level(logging.WARNING, logger="lrlab"):
+        got = run_batched(task, configs, dtype=torch.float64, compile=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("RuntimeError: no C++ compiler" in x for x in lines), lines
+    assert "training step" in lines[0] and "evaluation" in lines[1]
+    want = run_batched(_task("mlp"), configs, dtype=torch.float64)
+    assert [r.final_loss for r in got] == [r.final_loss for r in want]

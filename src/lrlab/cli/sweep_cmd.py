@@ -138,6 +138,12 @@ def register(subparsers) -> None:
         help="where the runs train: cpu (default), cuda, cuda:N, mps or auto (cuda when there "
         "is one); stored with the study, and --resume may give another",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the training step of a module task (--task FILE.py:builder) through "
+        "torch.compile: faster steps after a compilation of seconds to a minute",
+    )
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default {DEFAULT_STUDY})")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
@@ -442,6 +448,10 @@ def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
     return tuple(range(n))
 
 
+_NO_COMPILE = ("--compile compiles the batched trainer's step of a --task; trials of your own "
+               "code compile (or not) themselves")
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Every option that needs no task, storage or device, checked before anything is built,
     stored or trained; messages name the option as typed."""
@@ -462,6 +472,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay:g}")
     if args.steps is not None:
         check_steps("--steps", args.steps)
+    if args.compile and (args.command or args.external):
+        raise ValueError(_NO_COMPILE)
     check_folder(args.out, "--out")
 
 
@@ -611,9 +623,12 @@ def _executor(args: argparse.Namespace, s, device: str):
 
     if args.processes < 0:
         raise ValueError(f"--processes must be >= 0, got {args.processes}")
+    if args.compile and s.kind != "batched":
+        raise ValueError(_NO_COMPILE)
     if s.kind == "batched":
         return make_executor(
-            args.executor, processes=args.processes, ray_address=args.ray_address, device=device
+            args.executor, processes=args.processes, ray_address=args.ray_address, device=device,
+            compile=args.compile,
         )
     if args.executor == "ray":
         return RayTrials(args.ray_address, timeout=s.timeout)

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 from torch.utils._pytree import tree_leaves, tree_map
 
 from lrlab._checks import check_int, check_real
@@ -202,6 +203,9 @@ def _call(module: nn.Module, tensors: dict[str, torch.Tensor], x: Any) -> Any:
     return functional_call(module, tensors, (x,))
 
 
+_WHAT = {"step": "training step", "evaluate": "evaluation"}
+
+
 def _first_line(exc: BaseException, limit: int = 140) -> str:
     """The exception's first sentence, at most ``limit`` characters."""
     text = (str(exc).strip().splitlines() or [""])[0]
@@ -240,7 +244,12 @@ class ModuleModel:
         self.mode: str | None = None if vmap else "members"
         self.reason = None if vmap else "vmap=False"
         self.row_cost: int | None = None
+        #: Whether the training step and the evaluation run through ``torch.compile`` (set by
+        #: the trainer for a run: ``run_batched(compile=True)``).
+        self.compile = False
+        self._uncompiled: set[str] = set()  # kinds ("step", "evaluate") that cannot compile
         self._templates: dict[tuple, nn.Module] = {}
+        self._steps: dict[tuple, Callable] = {}
 
     def build(self, seed: int) -> nn.Module:
         """``make_model(seed)``, checked to be a module with this model's parameter shapes."""
@@ -355,15 +364,44 @@ class ModuleModel:
         noises = streams.noises(members.params[0].device)
         plan = streams.plan
 
-        def fn(p, b, x, t, n):
-            return self._member_loss(p, b, x, t, n, plan, module)
+        def build():
+            def fn(p, b, x, t, n):
+                return self._member_loss(p, b, x, t, n, plan, module)
 
-        step = torch.func.vmap(grad(fn, has_aux=True), randomness="error")
+            return torch.func.vmap(grad(fn, has_aux=True), randomness="error")
+
         with torch.enable_grad():
-            grads, (loss, buffers) = step(
-                tuple(members.params), tuple(members.buffers), X, y, noises
+            grads, (loss, buffers) = self._run(
+                ("step", tuple(plan), id(module)), build,
+                tuple(members.params), tuple(members.buffers), X, y, noises,
             )
         return loss, list(grads), list(buffers)
+
+    def _run(self, key: tuple, build: Callable[[], Callable], *args: Any,
+             dynamic: bool = False) -> Any:
+        """``build()(*args)``, the function built once per ``key``; through ``torch.compile``
+        when ``self.compile`` is set. A function that fails on its first compiled call runs
+        uncompiled from then on, with every function of its kind (one log line)."""
+        # Under a dispatch mode (the trainer's memory probe) compiled code would run eagerly
+        # and be marked never to compile: it takes the uncompiled function.
+        compiled = (self.compile and key[0] not in self._uncompiled
+                    and not _get_current_dispatch_mode_stack())
+        first = (*key, True) not in self._steps
+        if (*key, compiled) not in self._steps:
+            fn = build()
+            self._steps[(*key, compiled)] = (torch.compile(fn, dynamic=dynamic) if compiled
+                                             else fn)
+        if not compiled:
+            return self._steps[(*key, False)](*args)
+        try:
+            return self._steps[(*key, True)](*args)
+        except Exception as exc:  # noqa: BLE001 - what cannot compile runs uncompiled
+            if not first:
+                raise
+            self._uncompiled.add(key[0])
+            log.warning("torch.compile cannot compile the %s (%s); running it uncompiled: "
+                        "same results, slower", _WHAT[key[0]], _first_line(exc))
+        return self._run(key, build, *args)
 
     def _members_step(self, members: Members, X: Any, y: Any):
         device = members.params[0].device
@@ -395,11 +433,15 @@ class ModuleModel:
             tensors |= dict(zip(self.buffer_names, buffers, strict=True))
             return fn(_call(module, tensors, x), t)
 
+        def build():
+            return vmap(member, in_dims=(0, 0, None, None))
+
         try:
             if self.mode != "members":
-                out = vmap(member, in_dims=(0, 0, None, None))(
-                    tuple(members.params), tuple(members.buffers), X, y
-                )
+                # Evaluation chunks differ in rows: compiled for any number of them.
+                out = self._run(("evaluate", fn, id(module)), build,
+                                tuple(members.params), tuple(members.buffers), X, y,
+                                dynamic=True)
                 return out.to(members.params[0].dtype) * rows
         except Exception:  # noqa: BLE001 - evaluation falls back like training does
             pass

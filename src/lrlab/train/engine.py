@@ -4,8 +4,9 @@ Per step t = 0, ..., T-1 and member m:
 
 1. draw member m's minibatch from its own data order (``member_order``);
 2. evaluate the minibatch objective L_m(t) and its gradient at the current iterate;
-3. if L_m(t) or the gradient is non-finite, member m is frozen from here on
-   (``diverged_at = t``, no further update);
+3. if L_m(t) or the gradient is non-finite, member m has diverged (``diverged_at = t``): from
+   here on it steps with learning rate 0 and nothing of it is reported (its state may turn
+   non-finite; no computation mixes members, so the others never see it);
 4. else update with learning rate ``lr_m * s_m(t)`` (the [T, M] table precomputed from each
    member's schedule); a method that keeps state per example (``per_example``) is first handed
    the batch's example indices and objectives (``observe``).
@@ -122,15 +123,25 @@ def train_group(
     dtype: torch.dtype,
     device: torch.device = CPU,
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> list[RunResult]:
     """Train ``configs`` (same optimizer, same number of steps) as one stacked computation.
 
     Everything lives on ``device``. The host reads nothing back during training except, every
     ``CHUNK_STEPS`` steps, whether any member is still active (the CPU also checks whether all
-    are, every step, to skip the masks).
+    are, every step, to skip the masks). ``compile``: a model that can compile its training
+    step (one with a ``compile`` attribute, as ``from_module``'s) does so for this run.
     """
-    M, T, B = len(configs), steps, task.default_batch_size
     model = task.model
+    if compile and hasattr(model, "compile"):
+        previous, model.compile = model.compile, True
+        try:
+            return train_group(task, configs, steps, optimizer, record_grad_norms=record_grad_norms,
+                               curve_points=curve_points, dtype=dtype, device=device,
+                               progress=progress)
+        finally:
+            model.compile = previous
+    M, T, B = len(configs), steps, task.default_batch_size
     Xtr, ytr = _to_device(task.X_train, dtype, device), _to_device(task.y_train, dtype, device)
     members = model.init([c.seed for c in configs], dtype=dtype, device=device)
     params = members.params
@@ -159,11 +170,13 @@ def train_group(
                 loss, grads, buffers = model.loss_and_grad(
                     members, _take(Xtr, rows), _take(ytr, rows)
                 )
-                sq = sum(g.square().flatten(1).sum(1) for g in grads)
-                ok = active & torch.isfinite(loss) & torch.isfinite(sq)
+                # A sum is non-finite when any entry is (or when finite entries overflow it).
+                total = sum(g.flatten(1).sum(1) for g in grads)
+                ok = active & torch.isfinite(loss) & torch.isfinite(total)
                 diverged_at = torch.where(active & ~ok, t, diverged_at)
                 losses[t] = torch.where(active, loss, math.nan)
                 if l2 is not None:
+                    sq = sum(g.square().flatten(1).sum(1) for g in grads)
                     l2[t] = torch.where(active, sq.sqrt(), math.nan)
                     a1 = sum(g.abs().flatten(1).sum(1) for g in grads)
                     l1[t] = torch.where(active, a1, math.nan)
@@ -178,7 +191,11 @@ def train_group(
                     )
                 if per_example:
                     opt.observe(rows, loss)
-                opt.step(params, grads, lrs[t], mask)
+                # A stopped member steps with learning rate 0 (masking its [M] learning rate
+                # costs far less than masking every update); its state may turn non-finite,
+                # which no other member sees, and none of it is reported.
+                opt.step(params, grads, lrs[t] if mask is None else torch.where(mask, lrs[t], 0.0),
+                         None)
                 if progress is not None and ((t + 1) % every == 0 or t + 1 == T):
                     progress(t + 1)
         at = members.with_params(opt.eval_params(params))

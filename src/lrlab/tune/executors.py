@@ -50,9 +50,11 @@ def train_batch(
     configs: Sequence[RunConfig],
     progress: Progress | None = None,
     device: str = "cpu",
+    compile: bool = False,
 ) -> list[RunResult]:
     """Train ``configs`` on the task as one batched computation on ``device`` (the default
-    runner; ``make_executor(device=...)`` binds the device).
+    runner; ``make_executor(device=..., compile=...)`` binds the device and whether a module
+    task's step is compiled, ``run_batched(compile=...)``).
 
     Uses one torch thread: the tensors of a batch of small runs are small, and one thread is
     several times faster than two on a busy machine (parallelism comes from processes).
@@ -66,6 +68,7 @@ def train_batch(
         progress=progress,
         num_threads=1,
         device=device,
+        compile=compile,
     )
 
 
@@ -272,13 +275,15 @@ def make_executor(
     ray_address: str | None = None,
     runner: Runner | None = None,
     device: str = "cpu",
+    compile: bool = False,
 ) -> Executor:
     """``"local"`` -> ``LocalExecutor(processes)``, ``"ray"`` -> ``RayExecutor(ray_address)``.
 
-    ``runner`` defaults to ``train_batch`` on ``device`` (resolved in each worker).
+    ``runner`` defaults to ``train_batch`` on ``device`` (resolved in each worker), compiled
+    when ``compile``.
     """
     if runner is None:
-        runner = functools.partial(train_batch, device=device)
+        runner = functools.partial(train_batch, device=device, compile=compile)
     if kind == "local":
         return LocalExecutor(processes, runner=runner)
     if kind == "ray":
