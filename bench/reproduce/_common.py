@@ -69,7 +69,8 @@ def mean_sd(values: Sequence[float], digits: int = 4) -> str:
     if v.size == 0:
         return "–"
     if not np.isfinite(v).all():
-        return "diverged" if not np.isfinite(v).any() else f"inf ({int((~np.isfinite(v)).sum())} diverged)"
+        bad = int((~np.isfinite(v)).sum())
+        return "diverged" if bad == v.size else f"inf ({bad} diverged)"
     sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
     return f"{v.mean():.{digits}f} ± {sd:.{digits}f}"
 
