@@ -431,7 +431,8 @@ def test_compile_reaches_the_trainer_and_is_refused_for_trials(tmp_path, capsys,
             "--storage", db, "--edge-rounds", "0", "--out", str(tmp_path / "r")]
     assert main(["sweep", "--task", "iris_logreg", *base, "--study", "c", "--compile"]) == 0
     assert seen == [True]
-    assert main(["sweep", "--task", "iris_logreg", *base, "--study", "d"]) == 0
+    # another study of the same runs would take them from "c": other steps make new runs
+    assert main(["sweep", "--task", "iris_logreg", *base, "--steps", "11", "--study", "d"]) == 0
     assert seen == [True, False]
     capsys.readouterr()
     rc = main(["sweep", "--command", f"{sys.executable} -c 'print(1)' {{lr}}", *base,

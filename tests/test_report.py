@@ -16,7 +16,7 @@ from lrlab.report import (
     write_report,
 )
 from lrlab.schedules import Constant, Cosine
-from lrlab.tune import robustness
+from lrlab.tune import predicted_exponent, robustness
 
 LRS = [2.0**k for k in range(-4, 5)]
 
@@ -96,12 +96,14 @@ def test_export_csv_and_parquet_round_trip(df, tmp_path):
 
 
 def test_terminal_table_lists_every_schedule(df):
-    rob = robustness(df, schedules=SCHEDS)
+    rob = robustness(df, schedules=SCHEDS, steps=50)
     console = Console(width=200, record=True)
     console.print(robustness_table(rob))
     text = console.export_text()
     assert "constant" in text and "cosine" in text and "div" in text
-    assert "(0.20)" in text  # cosine's predicted exponent beside the fit
+    # each schedule's theory exponent (lrlab.theory at 50 steps) beside the fit
+    for name in ("constant", "cosine"):
+        assert f"({predicted_exponent(SCHEDS[name], steps=50):.2f})" in text
 
 
 def test_a_study_where_every_run_diverged_still_renders(tmp_path):

@@ -548,6 +548,8 @@ def sweep(args: argparse.Namespace) -> int:
         f"study [bold]{study.name}[/] in {args.storage}: {s.task}{options}, "
         f"{len(s.schedules)} schedules x {points} x {len(s.seeds)} seeds = {runs} runs, "
         f"{s.steps} steps; {counts.get('COMPLETE', 0)} runs already complete"
+        + (f" ({study.reused} of them taken from studies that had trained them)"
+           if study.reused else "")
     )
     if s.kind == "external":
         waiting = study.prepare(retry_failed=args.retry_failed)
@@ -605,6 +607,7 @@ def sweep(args: argparse.Namespace) -> int:
         return 1
     rep = study_report(study, args.out)
     console.print(_table(rep.robustness, _table_title(s), console, args.wide))
+    console.print(rep.caption, style="dim", markup=False, highlight=False)
     console.print(f"report: {rep.files['report.html']} (PNGs and results.csv beside it)")
     return 0
 
@@ -667,6 +670,7 @@ def report(args: argparse.Namespace) -> int:
     rep = study_report(study, args.out)
     console = _console()
     console.print(_table(rep.robustness, _table_title(study.settings), console, args.wide))
+    console.print(rep.caption, style="dim", markup=False, highlight=False)
     console.print(f"report: {rep.files['report.html']}")
     return 0
 

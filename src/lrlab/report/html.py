@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from lrlab._io import atomic_write
 from lrlab.report.export import export
 from lrlab.report.plots import gap_vs_rho_figure, loss_vs_lr_figure, schedule_shapes_figure
+from lrlab.report.table import exponent_text
 from lrlab.schedules import Schedule
 from lrlab.tune.analysis import RHOS, robustness, seed_table
 from lrlab.tune.trials import summary
@@ -30,19 +31,29 @@ class Report:
 
     robustness: pd.DataFrame
     files: dict[str, str]
+    #: One line for under the terminal table: what its theory column and "—" mean.
+    caption: str = ""
 
 
-def _display(rob: pd.DataFrame) -> pd.DataFrame:
+def _display(rob: pd.DataFrame, theory_label: str = "theory") -> pd.DataFrame:
     """The robustness frame with short headers (x4: loss at 4x the best lr, /4: at 1/4), so
-    the table fits a 1280-pixel window; results.csv keeps the full names."""
+    the table fits a 1280-pixel window; each fitted exponent with its 90 % interval ("—":
+    within seed noise). results.csv keeps the full names and every number."""
+    rob = rob.copy()
+    for side in ("over", "under"):
+        if f"exponent_{side}" in rob.columns:
+            rob[f"exponent_{side}"] = [exponent_text(r, side, interval=True)
+                                       for _, r in rob.iterrows()]
+    rob = rob.drop(columns=[c for c in rob.columns
+                            if c.endswith(("_lo", "_hi")) or c.startswith("noise_")])
     names = {
         "best_lr": "best lr",
         "best_loss": "best loss",
         "seed_spread": "seed sd",
-        "exponent_over": "a over",
-        "predicted_over": "a over (theory)",
-        "exponent_under": "a under",
-        "predicted_under": "a under (theory)",
+        "exponent_over": "a over [90 %]",
+        "predicted_over": f"a over ({theory_label})",
+        "exponent_under": "a under [90 %]",
+        "predicted_under": f"a under ({theory_label})",
         "max_grid_factor": "grid factor",
     }
     for c in rob.columns:
@@ -111,6 +122,45 @@ _CSS = (
 )
 
 
+def _theory_note(theory: bool, convex: tuple[float, float] | None, f_star: float) -> str:
+    """What the theory columns mean for this task (module docstring of lrlab.tune.analysis)."""
+    if not theory:
+        return "No theory columns: the theory is for SGD with a schedule."
+    if convex:
+        D, G = convex
+        return (
+            "Theory: lrlab.theory's last-iterate bound for SGD on a convex problem whose "
+            f"stochastic gradients are bounded by G = {G:.4g}, started at distance D = {D:.4g} "
+            f"from a minimiser (this task's constants; f* = {f_star:.6g} exact). Its exponents "
+            "are in the (bound) columns, and the gap figure draws the bound itself, in the "
+            "loss's units (dashed), beside the measured gaps."
+        )
+    return (
+        "Theory columns (worst case): the exponents of lrlab.theory's bound, the worst case "
+        "over convex Lipschitz problems (arXiv:2503.09411), at this horizon. This task is "
+        "outside those assumptions or not known to meet them (no D, G and exact f*), so its "
+        "measured exponents need not match: they describe this task, the theory the worst case."
+    )
+
+
+def _bounds(
+    schedules: Mapping[str, Schedule], steps: int, rhos: Sequence[float],
+    convex: tuple[float, float],
+) -> dict[str, np.ndarray]:
+    """label -> the theory's bound at r = 1 and at r c* for every r in ``rhos`` (absolute)."""
+    from lrlab.theory import rho_curve
+
+    D, G = convex
+    out = {}
+    for label, sched in schedules.items():
+        try:
+            curve = rho_curve(sched, list(rhos), D=D, G=G, steps=steps)
+        except ValueError:
+            continue
+        out[label] = np.array([curve.best_bound, *curve.over_restarted])
+    return out
+
+
 def write_report(
     df: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -124,6 +174,7 @@ def write_report(
     slack: float = 0.02,
     theory: bool = True,
     failures: pd.DataFrame | None = None,
+    convex: tuple[float, float] | None = None,
 ) -> Report:
     """Write ``loss_vs_lr.png``, ``gap_vs_rho.png``, ``schedules.png``, ``results.csv`` and
     ``report.html`` (the images embedded as base64, so the file stands alone) to ``out_dir``,
@@ -132,6 +183,10 @@ def write_report(
     ``schedules`` maps each label in ``df`` to its schedule (theory exponents and shapes);
     ``theory=False`` leaves the theory's exponents out (they are for SGD with a schedule, not
     for learning-rate-free methods); ``description`` lines are shown under the title.
+    ``convex=(D, G)``: the task is convex and G-Lipschitz with its minimiser at distance D
+    from the start (and ``f_star`` exact), so the gap figure draws ``lrlab.theory``'s bound
+    itself, in the loss's units; without it the report says the theory's exponents are those
+    of the worst case over such problems, which this task is not known to be.
     Example: ``write_report(study.results(), "lrlab-report", schedules=..., steps=500)``.
     """
     if df.empty:
@@ -139,11 +194,13 @@ def write_report(
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     rob = robustness(
-        df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules if theory else None
+        df, rhos=rhos, f_star=f_star, slack=slack, schedules=schedules if theory else None,
+        steps=steps,
     )
+    bounds = _bounds(schedules, steps, rhos, convex) if theory and convex else None
     figs = {
         "loss_vs_lr.png": loss_vs_lr_figure(df, f_star=f_star, title=title),
-        "gap_vs_rho.png": gap_vs_rho_figure(rob, rhos=rhos, f_star=f_star),
+        "gap_vs_rho.png": gap_vs_rho_figure(rob, rhos=rhos, f_star=f_star, bounds=bounds),
         "schedules.png": schedule_shapes_figure(schedules, steps),
     }
     files: dict[str, str] = {}
@@ -170,6 +227,7 @@ def write_report(
         images.append(f'<img alt="{name}" src="data:image/png;base64,{b64}">')
     files["results.csv"] = export(df, os.path.join(out, "results.csv"))
     lines = "".join(f"<li>{html.escape(x)}</li>" for x in description)
+    label = "bound" if convex else "worst case"
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -177,11 +235,12 @@ def write_report(
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><ul>{lines}</ul>"
         "<h2>Robustness</h2><p>Loss = mean final training loss over seeds; xr / /r: "
         "at r x and 1/r x the best lr; a: fitted slope of log gap vs log r "
-        f"(gap = loss - {f_star:g}); theory: the predicted slope; grid factor: the coarsest grid "
-        f"whose best point stays within {slack:.0%} of the best loss. Bold: the lowest loss "
-        "of each column.</p>"
+        f"(gap = loss - {f_star:g}) with its 90 % bootstrap interval over seeds, — where the "
+        "gaps are within seed noise (at most two standard errors); grid factor: the coarsest "
+        f"grid whose best point stays within {slack:.0%} of the best loss. Bold: the lowest "
+        f"loss of each column.</p><p>{html.escape(_theory_note(theory, convex, f_star))}</p>"
         + all_diverged
-        + _html_table(_display(rob), best=_loss_columns(_display(rob)))
+        + _html_table(_display(rob, label), best=_loss_columns(_display(rob, label)))
         + images[0]
         + images[1]
         + images[2]
@@ -191,4 +250,9 @@ def write_report(
         + "</body></html>"
     )
     files["report.html"] = atomic_write(os.path.join(out, "report.html"), page)
-    return Report(rob, files)
+    caption = "—: gaps within seed noise"
+    if theory:
+        caption = ("(th.): " + ("the theory's bound for this convex Lipschitz task" if convex
+                                else "worst case over convex Lipschitz problems, not a "
+                                "prediction for this task") + "; " + caption)
+    return Report(rob, files, caption)

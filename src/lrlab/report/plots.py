@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
+from lrlab.report.table import exponent_text
 from lrlab.schedules import Schedule
 from lrlab.tune.analysis import RHOS, seed_table
 
@@ -97,11 +98,17 @@ def loss_vs_lr_figure(
 
 
 def gap_vs_rho_figure(
-    rob: pd.DataFrame, *, rhos: Sequence[float] = RHOS, f_star: float = 0.0
+    rob: pd.DataFrame,
+    *,
+    rhos: Sequence[float] = RHOS,
+    f_star: float = 0.0,
+    bounds: Mapping[str, np.ndarray] | None = None,
 ) -> Figure:
     """Loss gap L - f_star at rho * c* (solid) and c* / rho (dashed) vs rho, log-log.
 
-    The dotted line through the rho = 1 point has the theory's over-estimate slope.
+    ``bounds`` (label -> the theory's bound at rho = 1 and at each rho c*, in the loss's
+    units) are drawn dash-dotted; without them a dotted line through the rho = 1 point has
+    the theory's over-estimate slope.
     Example: ``gap_vs_rho_figure(robustness(df))``.
     """
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -115,8 +122,13 @@ def gap_vs_rho_figure(
             gap = np.array([base, *vals], dtype=float) - np.array([0.0] + [f_star] * len(rhos))
             gap = np.where(np.isfinite(gap) & (gap > 0), gap, np.nan)
             plotted.append(gap)
-            label = f"{row['schedule']} ({side}, a={row[f'exponent_{side}']:.2f})"
+            label = f"{row['schedule']} ({side}, a={exponent_text(row, side)})"
             ax.plot(r, gap, style, marker="o", ms=3, color=color, label=label)
+        if bounds is not None and row["schedule"] in bounds:
+            bound = np.asarray(bounds[row["schedule"]], dtype=float)
+            plotted.append(bound)
+            ax.plot(r, bound, "-.", color=color, alpha=0.7, label=f"{row['schedule']} (bound)")
+            continue
         pred = row.get("predicted_over", np.nan)
         if np.isfinite(pred) and np.isfinite(base) and base > 0:
             ax.plot(r, base * r**pred, ":", color=color, alpha=0.6)
@@ -124,7 +136,8 @@ def gap_vs_rho_figure(
     _log_y(ax, plotted, "no finite loss gap: every run diverged, or no lr has neighbours", r)
     ax.set_xlabel("misspecification rho (lr = rho * best, solid; best / rho, dashed)")
     ax.set_ylabel("loss gap  L - f*")
-    ax.set_title("Robustness: loss gap vs rho (dotted: theory slope)")
+    ax.set_title("Robustness: loss gap vs rho ("
+                 + ("dash-dot: the theory's bound)" if bounds else "dotted: theory slope)"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6.5, ncol=2)
     return fig

@@ -48,6 +48,7 @@ def study_report(
     ]
     if study.refined is not None:
         desc.append(describe(study.refined))
+    known_f_star, convex = _task_constants(s.task_spec) if s.kind == "batched" else (0.0, None)
     return write_report(
         study.results(),
         out_dir,
@@ -56,16 +57,20 @@ def study_report(
         title=f"lrlab sweep: {s.task}"
         + (f", {s.optimizer}" if s.kind == "batched" else ""),
         description=desc,
-        f_star=(_task_f_star(s.task_spec) if s.kind == "batched" else 0.0)
-        if f_star is None
-        else f_star,
+        f_star=known_f_star if f_star is None else f_star,
         slack=slack,
         theory=s.optimizer not in LR_FREE,
         failures=failures,
+        convex=convex if s.optimizer == "sgd" and f_star is None else None,
     )
 
 
-def _task_f_star(task_spec: str | dict) -> float:
+def _task_constants(task_spec: str | dict) -> tuple[float, tuple[float, float] | None]:
+    """The task's f* (0.0 when unknown) and, for a convex Lipschitz task that knows them and
+    its exact f*, (D, G) (``Task.info["D"]``, ``Task.info["G"]``)."""
     spec = {"name": task_spec} if isinstance(task_spec, str) else dict(task_spec)
     task = get_task(spec.pop("name"), **spec)
-    return 0.0 if task.f_star is None else float(task.f_star)
+    if task.f_star is None:
+        return 0.0, None
+    D, G = task.info.get("D"), task.info.get("G")
+    return float(task.f_star), (float(D), float(G)) if D is not None and G is not None else None

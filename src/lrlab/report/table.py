@@ -8,7 +8,8 @@ spread. ``wide=True`` (or ``width=None``) shows every column; the HTML report an
 ``results.csv`` always hold everything.
 
 Numbers: 4 significant digits for losses and lrs, 2 decimals for exponents; the best value of
-each loss column is bold; "div" marks a diverged run, "-" a point off the grid.
+each loss column is bold; "div" marks a diverged run, "-" a point off the grid, "—" an
+exponent whose gaps are within seed noise.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def _num(x: float, fmt: str = ".4g") -> str:
     if math.isinf(x):
         return "div"
     return format(x, fmt)
+
+
+def exponent_text(row: pd.Series, side: str, *, interval: bool = False) -> str:
+    """A fitted exponent as shown: "0.35" (with ``interval``: "0.35 [0.30, 0.41]" when its
+    bootstrap interval is known), "—" when its gaps were within seed noise, "-" when there
+    was nothing to fit."""
+    e = row.get(f"exponent_{side}", math.nan)
+    if e is None or not np.isfinite(e):
+        return "—" if bool(row.get(f"noise_{side}", False)) else "-"
+    lo, hi = row.get(f"exponent_{side}_lo", math.nan), row.get(f"exponent_{side}_hi", math.nan)
+    if interval and lo is not None and np.isfinite(lo) and np.isfinite(hi):
+        return f"{e:.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{e:.2f}"
 
 
 def _columns(rob: pd.DataFrame, rhos: Sequence[float], width: int | None) -> list[tuple]:
@@ -124,7 +138,10 @@ def robustness_table(
         for key, _, _ in cols:
             if key == "exponents":
                 pred = row.get("predicted_over", math.nan)
-                cells.append(f"{_num(row['exponent_over'], '.2f')} ({_num(pred, '.2f')})")
+                cells.append(f"{exponent_text(row, 'over')} ({_num(pred, '.2f')})")
+                continue
+            if key == "exponent_under":
+                cells.append(exponent_text(row, "under"))
                 continue
             value = row.get(key, math.nan)
             fmt = {"seed_spread": ".1g", "max_grid_factor": "g", "exponent_under": ".2f"}

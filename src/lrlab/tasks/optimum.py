@@ -1,7 +1,7 @@
 """Exact optimum values f* of the convex tasks, computed once in float64 on the training split.
 
 - ``abs_f_star``: min_w mean |X w - y| as the linear program min sum(u + v)/n subject to
-  X w + u - v = y, u, v >= 0 (HiGHS, exact up to its tolerance).
+  X w + u - v = y, u, v >= 0 (HiGHS, exact up to its tolerance), and the minimiser it found.
 - ``logistic_f_star``: min over (W, b) of ``logistic_objective`` by L-BFGS from zero to
   gradient norm 1e-12; strongly convex in W when l2 > 0.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def abs_f_star(X: np.ndarray, y: np.ndarray) -> float:
-    """min_w mean |X w - y| by the linear program above."""
+def abs_f_star(X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """min_w mean |X w - y| by the linear program above, and a minimiser w."""
     from scipy.optimize import linprog
 
     n, d = X.shape
@@ -26,7 +26,7 @@ def abs_f_star(X: np.ndarray, y: np.ndarray) -> float:
     if not res.success:  # pragma: no cover - HiGHS solves these small LPs
         raise RuntimeError(f"linear program for f* failed: {res.message}")
     w = res.x[:d]
-    return float(np.mean(np.abs(X @ w - y)))
+    return float(np.mean(np.abs(X @ w - y))), w
 
 
 def logistic_objective(

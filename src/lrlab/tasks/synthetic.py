@@ -6,7 +6,9 @@ f(x_T) - f* is an exact suboptimality (the setting of the last-iterate analyses 
 
 - ``abs_regression`` (non-smooth, Lipschitz): y = x . w* + Laplace noise, f(w) = mean |x.w - y|.
   f* is the optimum of the equivalent linear program min sum(u + v) / n s.t. Xw + u - v = y,
-  u, v >= 0, solved exactly by HiGHS (``scipy.optimize.linprog``).
+  u, v >= 0, solved exactly by HiGHS (``scipy.optimize.linprog``). ``info`` holds the constants
+  of SGD's last-iterate bound: D = ||0 - w_min|| (the start is 0; w_min the program's
+  minimiser) and G = max_i ||x_i|| (a bound on every minibatch subgradient's norm).
 - ``logistic_synthetic`` (smooth, strongly convex): labels y ~ Bernoulli(sigmoid(x . w*)),
   2-class softmax without bias, f(W) = mean CE + (l2 / 2) ||W||^2. f* by L-BFGS in float64 to
   gradient norm 1e-12.
@@ -36,7 +38,8 @@ def _draw(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.
 def _abs_data(n_train: int, n_test: int, d: int, noise: float, seed: int):
     X, w, rng = _draw(n_train + n_test, d, seed)
     y = X @ w + rng.laplace(scale=noise, size=n_train + n_test)
-    return X, y, abs_f_star(X[:n_train], y[:n_train])
+    f_star, w_min = abs_f_star(X[:n_train], y[:n_train])
+    return X, y, f_star, float(np.linalg.norm(w_min))
 
 
 @functools.lru_cache(maxsize=16)
@@ -60,7 +63,7 @@ def abs_regression(
     d = check_int("d", d, lo=1)
     noise = check_real("noise", noise, 0.0)
     data_seed = check_int("data_seed", data_seed, lo=0)
-    X, y, f_star = _abs_data(n_train, n_test, d, noise, data_seed)
+    X, y, f_star, D = _abs_data(n_train, n_test, d, noise, data_seed)
     return Task(
         name="abs_regression",
         description=(
@@ -78,6 +81,10 @@ def abs_regression(
         higher_is_better=False,
         f_star=f_star,
         default_lr=0.05,
+        # the constants of the last-iterate bound (lrlab.theory): the start w = 0 lies at
+        # distance D from a minimiser, and every minibatch subgradient mean_i sign_i x_i has
+        # norm at most G = max_i ||x_i||
+        info={"D": D, "G": float(np.linalg.norm(X[:n_train], axis=1).max())},
     )
 
 

@@ -31,8 +31,9 @@ diverged run counts all its steps), and the budget is never exceeded.
 Everything is stored in a ``Study`` named ``<study>-advise`` (schedule ``refined``, seed 0, the
 grid as its lrs; the pilot's refined schedule as the study's own, so it is never derived
 twice) with the advice as the study's user attribute ``lrlab_advice`` (``load_advice``).
-``lrlab report <study>-advise`` reads it like any study; a full ``lrlab sweep`` is a different
-study (other grid, schedules, seeds) and trains its own runs.
+``lrlab report <study>-advise`` reads it like any study; a later ``lrlab sweep`` of the same task
+(same steps, optimizer and options) in the same storage takes the pilot's refined schedule and
+every advised run on its grid from it (``lrlab.tune.reuse``).
 """
 
 from __future__ import annotations

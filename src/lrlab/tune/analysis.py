@@ -8,9 +8,18 @@ known minimum; 0 for losses that are >= 0 when it is unknown), the gap is
     gap(rho) = L(rho * c*) - f_star  (over-estimate),   L(c* / rho) - f_star  (under-estimate).
 
 The robustness exponent alpha is the least-squares slope of log gap vs log rho over the rho
-values found on the grid (at least two, finite): gap ~ rho ** alpha. Theory for the
-over-estimate side: polynomial decay of degree p -> 1 / (2p + 1) (linear 1/3), cosine 1/5,
-constant and 1/sqrt(t) -> 1; under-estimation costs ~ rho for every schedule.
+values found on the grid: gap ~ rho ** alpha. A gap counts only when it exceeds twice its
+standard error over seeds (``NOISE_SE``); with fewer than two such gaps the side's exponent is
+NaN (shown as "—"): the gaps there are seed noise, not a trend. The 90 % confidence interval
+comes from a bootstrap over seeds (``BOOTSTRAP`` resamples of the seeds, the same resample at
+every lr, each refitting c* and alpha; fixed generator, so the interval is reproducible).
+
+The theory's exponents (``predicted_exponent``) are computed by ``lrlab.theory`` for every
+schedule (refined, WSD and any other included): the slope of its last-iterate bound at rho c*
+(tail-restarted form) and c* / rho over the same rho values, at the run's horizon. They are
+the worst case over convex G-Lipschitz problems (asymptotically 1/(2p+1) for polynomial decay
+of degree p, linear 1/3, and 1 for constant and 1/sqrt(t)); a smooth, strongly convex or
+non-convex task need not follow them.
 
 References: Attia & Koren, "Benefits of learning rate annealing for tuning-robustness in
 stochastic optimization", arXiv:2503.09411.
@@ -29,22 +38,42 @@ from lrlab._checks import check_real
 from lrlab.schedules import Schedule
 
 RHOS = (2, 4, 8, 16)
+#: A gap counts in the exponent's fit only above this many standard errors over seeds.
+NOISE_SE = 2.0
+#: Bootstrap resamples of the seeds for the exponents' confidence intervals.
+BOOTSTRAP = 200
 _REQUIRED = ("schedule", "lr", "seed", "final_loss", "diverged")
 
 
-def predicted_exponent(schedule: Schedule | Mapping[str, Any]) -> float | None:
-    """The theory's over-estimate exponent for a schedule (None where it says nothing).
+def predicted_exponent(
+    schedule: Schedule | Mapping[str, Any],
+    *,
+    steps: int | None = None,
+    rhos: Sequence[float] = RHOS,
+    side: str = "over",
+) -> float | None:
+    """The theory's robustness exponent of a schedule, computed by ``lrlab.theory``.
 
-    ``polynomial`` of power p -> 1/(2p+1); ``linear`` -> 1/3; ``cosine`` -> 1/5;
-    ``constant`` and ``inverse_sqrt`` -> 1.
+    The least-squares slope of log bound against log rho of the tail-restarted last-iterate
+    bound at rho c* (``side="over"``) or c* / rho (``"under"``), over ``rhos``, for the
+    schedule run for ``steps`` steps (None: its own horizon). None when the schedule has no
+    horizon and no ``steps`` are given, or the theory cannot bound it (e.g. a step size 0
+    from the first step on).
 
-    Example: ``predicted_exponent({"name": "polynomial", "steps": 100, "power": 2})`` -> ``0.2``.
+    Example: ``predicted_exponent(Linear(steps=10**5))`` -> 0.333 (1/3), and
+    ``predicted_exponent(Constant(), steps=500)`` -> 0.707 (the slope over rho 2..16; 1 as
+    rho grows).
     """
-    d = schedule.to_dict() if isinstance(schedule, Schedule) else dict(schedule)
-    name = d.get("name")
-    if name == "polynomial":
-        return 1.0 / (2.0 * float(d.get("power", 1.0)) + 1.0)
-    return {"linear": 1.0 / 3.0, "cosine": 0.2, "constant": 1.0, "inverse_sqrt": 1.0}.get(name)
+    from lrlab.theory import rho_curve
+
+    sched = schedule if isinstance(schedule, Schedule) else Schedule.from_dict(dict(schedule))
+    horizon = sched.horizon if steps is None else steps
+    if horizon is None:
+        return None
+    try:
+        return rho_curve(sched, list(rhos), steps=int(horizon)).exponent(side)
+    except ValueError:
+        return None
 
 
 def _check_frame(df: pd.DataFrame) -> None:
@@ -135,6 +164,46 @@ def tolerable_factor(
     return g ** (2 * j)
 
 
+def _seed_matrix(sub: pd.DataFrame, lrs: np.ndarray) -> np.ndarray | None:
+    """[n_lr, n_seed] final losses (inf: diverged) of one schedule, rows in ``lrs`` order;
+    None when some seed lacks some lr (random search), so seeds cannot be resampled as
+    whole runs."""
+    loss = sub["final_loss"].astype(float).where(~sub["diverged"].astype(bool), np.inf)
+    wide = sub.assign(loss=loss).pivot_table(index="lr", columns="seed", values="loss",
+                                             aggfunc="mean")
+    wide = wide.reindex(lrs)
+    m = wide.to_numpy(dtype=np.float64)
+    return None if m.size == 0 or np.isnan(m).any() else m
+
+
+def _side_gaps(lrs: np.ndarray, mean: np.ndarray, best_lr: float, rhos: Sequence[float],
+               sign: float, f_star: float) -> np.ndarray:
+    return np.array([_at(lrs, mean, best_lr * r**sign) - f_star for r in rhos])
+
+
+def _interval(lrs: np.ndarray, losses: np.ndarray | None, rhos: Sequence[float], sign: float,
+              f_star: float, keep: np.ndarray) -> tuple[float, float]:
+    """The 90 % bootstrap interval of one side's exponent (module docstring); NaN without
+    at least 3 seeds or when fewer than half the resamples give a fit."""
+    if losses is None or losses.shape[1] < 3 or keep.sum() < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(0)
+    r = np.asarray(rhos, dtype=np.float64)[keep]
+    fits = []
+    for _ in range(BOOTSTRAP):
+        mean = losses[:, rng.integers(0, losses.shape[1], losses.shape[1])].mean(1)
+        if not np.isfinite(mean).any():
+            continue
+        best = float(lrs[int(np.argmin(np.where(np.isfinite(mean), mean, np.inf)))])
+        fits.append(fit_exponent(r, _side_gaps(lrs, mean, best, r, sign, f_star)))
+    fits_arr = np.asarray(fits, dtype=np.float64)
+    fits_arr = fits_arr[np.isfinite(fits_arr)]
+    if fits_arr.size < BOOTSTRAP // 2:
+        return math.nan, math.nan
+    lo, hi = np.percentile(fits_arr, [5.0, 95.0])
+    return float(lo), float(hi)
+
+
 def robustness(
     df: pd.DataFrame,
     *,
@@ -142,12 +211,16 @@ def robustness(
     f_star: float = 0.0,
     slack: float = 0.02,
     schedules: Mapping[str, Schedule | Mapping[str, Any]] | None = None,
+    steps: int | None = None,
 ) -> pd.DataFrame:
     """One row per schedule: ``best_lr``, ``best_loss``, ``seed_spread`` (std over seeds at
     the best lr), ``over_<rho>`` / ``under_<rho>`` (mean loss at rho * c* and c* / rho; inf if
-    diverged, NaN if off the grid), ``exponent_over`` / ``exponent_under`` (fitted alpha),
-    ``predicted_over`` (theory, from ``schedules``: label -> schedule or its dict) and
-    ``max_grid_factor`` (``tolerable_factor`` with ``slack``).
+    diverged, NaN if off the grid), ``exponent_over`` / ``exponent_under`` (fitted alpha; NaN
+    when fewer than two gaps stand out of seed noise) with their 90 % bootstrap intervals
+    ``exponent_<side>_lo`` / ``_hi``, ``noise_<side>`` (True when gaps were left out of the
+    fit as seed noise), ``predicted_over`` / ``predicted_under`` (``lrlab.theory``'s exponents
+    for the schedules given in ``schedules``: label -> schedule or its dict, run for ``steps``
+    steps or its own horizon) and ``max_grid_factor`` (``tolerable_factor`` with ``slack``).
 
     Example: ``robustness(study.results(), schedules={"cosine": Cosine(steps=500)})``.
     """
@@ -160,6 +233,8 @@ def robustness(
         sub = table[table["schedule"] == sched]
         lrs = sub["lr"].to_numpy(dtype=np.float64)
         mean = sub["mean_loss"].to_numpy(dtype=np.float64)
+        n = sub["n_seeds"].to_numpy(dtype=np.float64)
+        se = sub["std_loss"].to_numpy(dtype=np.float64) / np.sqrt(np.maximum(n - 1, 1))
         row: dict[str, Any] = {"schedule": sched}
         if not np.isfinite(mean).any():
             row.update(best_lr=math.nan, best_loss=math.inf, seed_spread=math.nan)
@@ -170,18 +245,29 @@ def robustness(
             row.update(
                 best_lr=b_lr, best_loss=float(mean[b]), seed_spread=float(sub["std_loss"].iloc[b])
             )
+        losses = _seed_matrix(df[df["schedule"] == sched], lrs)
         for side, sign in (("over", 1.0), ("under", -1.0)):
-            gaps = []
-            for r in rho_list:
+            gaps = np.full(len(rho_list), math.nan)
+            noise = np.zeros(len(rho_list), dtype=bool)
+            for i, r in enumerate(rho_list):
                 val = math.nan if math.isnan(b_lr) else _at(lrs, mean, b_lr * r**sign)
                 row[f"{side}_{r:g}"] = val
-                gaps.append(val - f_star)
-            row[f"exponent_{side}"] = fit_exponent(rho_list, gaps)
-        pred = None
-        if schedules is not None and sched in schedules:
-            pred = predicted_exponent(schedules[sched])
-        row["predicted_over"] = math.nan if pred is None else pred
-        row["predicted_under"] = 1.0
+                gaps[i] = val - f_star
+                err = math.nan if math.isnan(b_lr) else _at(lrs, se, b_lr * r**sign)
+                noise[i] = bool(np.isfinite(gaps[i]) and np.isfinite(err)
+                                and gaps[i] <= NOISE_SE * err)
+            keep = ~noise
+            row[f"exponent_{side}"] = fit_exponent(np.asarray(rho_list)[keep], gaps[keep])
+            lo, hi = (_interval(lrs, losses, rho_list, sign, f_star, keep)
+                      if np.isfinite(row[f"exponent_{side}"]) else (math.nan, math.nan))
+            row[f"exponent_{side}_lo"], row[f"exponent_{side}_hi"] = lo, hi
+            row[f"noise_{side}"] = bool(noise.any())
+        for side in ("over", "under"):
+            pred = None
+            if schedules is not None and sched in schedules:
+                pred = predicted_exponent(schedules[sched], steps=steps, rhos=rho_list,
+                                          side=side)
+            row[f"predicted_{side}"] = math.nan if pred is None else pred
         row["max_grid_factor"] = tolerable_factor(lrs, mean, slack=slack)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,8 +9,10 @@ hyperparameters), value = final loss (+inf if diverged), user attributes ``diver
 and ``run`` = {final_loss, test_metric, diverged_at, curve_steps, curve_loss} (None for
 non-finite numbers).
 
+A new batched study first takes the runs other studies in the storage already trained for it
+(``lrlab.tune.reuse``: same task, steps, optimizer and options; same schedule, point and seed).
 A study whose schedules include ``refined`` runs its pilot (``lrlab.tune.pilot``) once, when
-it is created, and keeps the derived schedule and the pilot's description in the user attribute
+it is created (unless such a study already ran the same pilot), and keeps the derived schedule and the pilot's description in the user attribute
 ``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
 
 Exactly once: one driver process writes to the storage. It holds the study's lease
@@ -42,7 +44,7 @@ from optuna.trial import TrialState
 from lrlab._checks import check_int
 from lrlab.schedules import Schedule
 from lrlab.train.types import RunResult
-from lrlab.tune import _optuna, lease, pilot, trials
+from lrlab.tune import _optuna, lease, pilot, reuse, trials
 from lrlab.tune.executors import CURVE_POINTS, Executor, Progress, resolve_task
 from lrlab.tune.settings import REFINED, StudySettings, build_schedule
 from lrlab.tune.space import extend_edge
@@ -163,6 +165,9 @@ class Study:
         self.optuna_study = study
         self.settings = settings
         self.url = url
+        #: Runs this study took, when it was created, from studies that had trained them
+        #: (``lrlab.tune.reuse``; 0 for a study reopened).
+        self.reused = 0
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -195,15 +200,22 @@ class Study:
                 raise ValueError(
                     f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
                 )
+            found: list[dict[str, Any]] = []
+            refined = None
             if settings.kind == "batched":
-                resolve_task(settings.task_spec)  # a task that cannot be built creates no study
-            refined = pilot.derive_refined(settings) if REFINED in settings.schedules else None
+                # a task that cannot be built creates no study
+                task = resolve_task(settings.task_spec)
+                found = reuse.donors(rdb, settings, names, SETTINGS_ATTR, REFINED_ATTR)
+                refined = reuse.refined_from(found, settings, task.default_lr)
+            if refined is None and REFINED in settings.schedules:
+                refined = pilot.derive_refined(settings)
             with _plain_storage_errors(url):
                 study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
                 study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
                 if refined is not None:
                     study.set_user_attr(REFINED_ATTR, refined)
                 out = cls(study, settings, url)
+                out.reused = reuse.copy_runs(out, found)
                 out.prepare()  # every trial waits in the storage from the start (lrlab ask)
             return out
         study = optuna.load_study(study_name=name, storage=rdb)
