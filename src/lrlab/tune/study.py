@@ -12,8 +12,8 @@ non-finite numbers).
 A new batched study first takes the runs other studies in the storage already trained for it
 (``lrlab.tune.reuse``: same task, steps, optimizer and options; same schedule, point and seed).
 A study whose schedules include ``refined`` runs its pilot (``lrlab.tune.pilot``) once, when
-it is created (unless such a study already ran the same pilot), and keeps the derived schedule and the pilot's description in the user attribute
-``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
+it is created (unless such a study already ran the same pilot), and keeps the derived schedule
+and the pilot's description in the user attribute ``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
 
 Exactly once: one driver process writes to the storage. It holds the study's lease
 (``lrlab.tune.lease``: creating, preparing, training and growing the grid take it; a second
