@@ -13,7 +13,8 @@ A new batched study first takes the runs other studies in the storage already tr
 (``lrlab.tune.reuse``: same task, steps, optimizer and options; same schedule, point and seed).
 A study whose schedules include ``refined`` runs its pilot (``lrlab.tune.pilot``) once, when
 it is created (unless such a study already ran the same pilot), and keeps the derived schedule
-and the pilot's description in the user attribute ``lrlab_refined``; reopening or resuming uses the stored schedule and never re-derives it.
+and the pilot's description in the user attribute ``lrlab_refined``; reopening or resuming
+uses the stored schedule and never re-derives it.
 
 Exactly once: one driver process writes to the storage. It holds the study's lease
 (``lrlab.tune.lease``: creating, preparing, training and growing the grid take it; a second
