@@ -49,7 +49,7 @@ def test_other_tasks_label_the_theory_as_the_worst_case(tmp_path):
                        tmp_path / "rep")
     page = open(rep.files["report.html"]).read()
     assert "a over (worst case)" in page
-    assert "outside those assumptions or not known to meet them" in page
+    assert "is not known to be such a problem with known constants D and G" in page
     assert "worst case over convex Lipschitz problems, not a prediction" in rep.caption
     # every exponent is shown with its 90 % interval (3 seeds), or as a dash
     for _, row in rep.robustness.iterrows():

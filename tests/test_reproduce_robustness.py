@@ -24,3 +24,19 @@ def test_smoke_run_writes_the_page_and_its_figures(tmp_path):
     pngs = sorted(p.name for p in tmp_path.glob("robustness_*.png"))
     assert len(pngs) == 2 and all((tmp_path / p).stat().st_size > 10_000 for p in pngs)
     assert "### What the numbers say" in page
+
+
+def test_the_summary_page_copies_each_pages_findings_and_figure(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_summary", SCRIPT.parent / "summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "robustness.md").write_text(
+        "# T\n\n| a |\n|---|\n| 1 |\n\n![gap](robustness_x.png)\n\n"
+        "### What the numbers say\n\n- linear 0.79, constant 1.40.\n\n---\n\n"
+        "Command: `python bench/reproduce/robustness.py`  \nSeeds: 0..7\n")
+    page = mod.build(tmp_path)
+    assert "- linear 0.79, constant 1.40." in page
+    assert "![gap](results/robustness_x.png)" in page
+    assert "Command: `python bench/reproduce/robustness.py`." in page
+    assert page.count("Not measured yet") == len(mod.PAGES) - 1

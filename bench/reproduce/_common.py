@@ -48,10 +48,12 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def command() -> str:
-    """The command line that ran this script, relative to the repository root."""
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
-    return " ".join(["python", shlex.quote(script), *map(shlex.quote, sys.argv[1:])])
+def command(script: str | None = None, argv: Sequence[str] | None = None) -> str:
+    """The command line that ran this script, relative to the repository root (``script``
+    and ``argv``: when it ran as a function, e.g. from a test; default ``sys.argv``)."""
+    path = os.path.relpath(os.path.abspath(script or sys.argv[0]), ROOT)
+    rest = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python", shlex.quote(path), *map(shlex.quote, rest)])
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -100,8 +102,10 @@ def pyplot():
 class Report:
     """Collects a script's Markdown and writes ``<out>/<name>.md``; figures go beside it."""
 
-    def __init__(self, name: str, title: str, args: argparse.Namespace) -> None:
+    def __init__(self, name: str, title: str, args: argparse.Namespace, *,
+                 script: str | None = None, argv: Sequence[str] | None = None) -> None:
         self.name, self.out, self.smoke = name, Path(args.out), bool(args.smoke)
+        self.script, self.argv = script, argv
         self.out.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
         self.parts = [f"# {title}", ""]
@@ -125,7 +129,7 @@ class Report:
     def write(self, seeds: str) -> Path:
         minutes = (time.perf_counter() - self.t0) / 60
         self.parts += ["---", "",
-                       f"Command: `{command()}`  ",
+                       f"Command: `{command(self.script, self.argv)}`  ",
                        f"Seeds: {seeds}  ",
                        f"Machine: {machine()}; {minutes:.1f} min."]
         path = self.out / f"{self.name}.md"
