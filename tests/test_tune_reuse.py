@@ -25,6 +25,12 @@ def _s(**kw):
     return StudySettings(**(base | kw))
 
 
+def _both(**kw):
+    """A constant schedule too: its description holds no horizon, so only the study's steps
+    tell a 40-step constant run from a 41-step one."""
+    return _s(schedules=("constant", "linear"), **kw)
+
+
 def test_a_second_study_trains_only_what_the_first_did_not(tmp_path):
     db = str(tmp_path / "r.db")
     first = Study.open("first", _s(), db)
@@ -57,8 +63,9 @@ def test_a_second_study_trains_only_what_the_first_did_not(tmp_path):
                                     {"optimizer_options": {"weight_decay": 0.001}}])
 def test_runs_of_another_problem_are_not_reused(tmp_path, change):
     db = str(tmp_path / "r.db")
-    Study.open("first", _s(), db).run(LocalExecutor())
-    assert Study.open("other", _s(**change), db).reused == 0
+    Study.open("first", _both(), db).run(LocalExecutor())
+    assert Study.open("same", _both(), db).reused == 4
+    assert Study.open("other", _both(**change), db).reused == 0
 
 
 def test_the_refined_schedule_of_the_same_pilot_is_taken_not_derived_again(tmp_path, monkeypatch):
