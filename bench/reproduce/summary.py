@@ -45,9 +45,14 @@ def findings(text: str) -> str:
     return m.group(1).strip() if m else ""
 
 
+def relink(text: str) -> str:
+    """Links of a page in docs/results/ as seen from docs/ (absolute ones unchanged)."""
+    return re.sub(r"\]\((?!https?:|/|#|results/)([^)]+)\)", r"](results/\1)", text)
+
+
 def first_figure(text: str) -> str:
     m = re.search(r"^!\[[^\]]*\]\(([^)]+)\)", text, re.M)
-    return m.group(0).replace("](", "](results/", 1) if m else ""
+    return relink(m.group(0)) if m else ""
 
 
 def footer(text: str) -> str:
@@ -64,9 +69,10 @@ def build(results: Path = RESULTS) -> str:
             parts += ["Not measured yet: run its script.", ""]
             continue
         text = page.read_text()
-        parts += [findings(text) or "(The page has no findings section.)", ""]
+        found = relink(findings(text))
+        parts += [found or "(The page has no findings section.)", ""]
         fig = first_figure(text)
-        if fig:
+        if fig and "![" not in found:
             parts += [fig, ""]
         parts += [footer(text), ""]
     return "\n".join(parts).rstrip() + "\n"
