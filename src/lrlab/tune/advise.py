@@ -60,10 +60,10 @@ from lrlab.tune.study import (
     REFINED_ATTR,
     SETTINGS_ATTR,
     Study,
-    _plain_storage_errors,
-    _study_names,
     open_storage,
+    plain_storage_errors,
     storage_url,
+    study_names,
 )
 
 ADVICE_ATTR = "lrlab_advice"
@@ -247,7 +247,7 @@ def _create(name: str, url: str, settings: StudySettings, refined: dict[str, Any
     import optuna
 
     rdb = open_storage(url)
-    with _plain_storage_errors(url):
+    with plain_storage_errors(url):
         lease.hold(rdb.engine, url, name)
         study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
@@ -308,7 +308,7 @@ def advise(
     )
     url = storage_url(storage)
     name = study + SUFFIX
-    if name in _study_names(open_storage(url)):
+    if name in study_names(open_storage(url)):
         raise ValueError(
             f"study {name!r} already exists in {url}; read its advice (lrlab.tune.advise."
             "load_advice) or choose another --study"
@@ -467,7 +467,7 @@ def advise(
         messages=messages,
         refined=refined,
     )
-    with _plain_storage_errors(url):
+    with plain_storage_errors(url):
         st.optuna_study.set_user_attr(ADVICE_ATTR, advice.to_dict())
     st.close()
     return advice

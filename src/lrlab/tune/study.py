@@ -120,7 +120,7 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def _plain_storage_errors(url: str):
+def plain_storage_errors(url: str):
     """A database that cannot be written (read-only, disk full, locked) is a one-line
     ValueError saying so in plain words, not the driver's or Optuna's wording."""
     from lrlab._io import describe_error, is_database_error
@@ -133,7 +133,8 @@ def _plain_storage_errors(url: str):
         raise ValueError(f"storage {url!r}: {describe_error(exc)}") from None
 
 
-def _study_names(rdb: optuna.storages.RDBStorage) -> list[str]:
+def study_names(rdb: optuna.storages.RDBStorage) -> list[str]:
+    """The names of the studies in an opened storage."""
     return [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
 
 
@@ -190,11 +191,11 @@ class Study:
             raise ValueError("settings must be a StudySettings or None")
         rdb = open_storage(storage, must_exist=settings is None)
         url = storage_url(storage)
-        names = _study_names(rdb)
+        names = study_names(rdb)
         if name not in names and settings is not None:
-            with _plain_storage_errors(url):
+            with plain_storage_errors(url):
                 lease.hold(rdb.engine, url, name)  # one creator: a second one is refused here
-            names = _study_names(rdb)  # created by a driver that finished meanwhile?
+            names = study_names(rdb)  # created by a driver that finished meanwhile?
         if name not in names:
             if settings is None:
                 known = ", ".join(names) or "none"
@@ -210,7 +211,7 @@ class Study:
                 refined = reuse.refined_from(found, settings, task.default_lr)
             if refined is None and REFINED in settings.schedules:
                 refined = pilot.derive_refined(settings)
-            with _plain_storage_errors(url):
+            with plain_storage_errors(url):
                 study = optuna.create_study(storage=rdb, study_name=name, direction="minimize")
                 study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
                 if refined is not None:
