@@ -59,7 +59,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
     "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
                              "test_theory_inputs.py"]},
     "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_refine_report.py",
-                             "test_recorder.py"]},
+                             "test_refine_binning.py", "test_recorder.py"]},
     "optim": {
         **{
             f"optim/{f}.py": [f"test_optim_{f}.py"] + (

@@ -183,7 +183,9 @@ def test_a_driver_on_another_host_is_refused_until_its_heartbeat_is_older_than_t
     lrs = [0.1, 0.2, 0.3, 0.4]
     holder = _command_study(pg_url, "hosts", lrs, secs=1, env=env, cwd=tmp_path)
     try:
-        _wait(lambda: _count(pg_url, "select count(*) from lrlab_leases") == 1, "the lease")
+        # the holder has its lease and has stored the study (its trials wait)
+        _wait(lambda: _count(pg_url, "select count(*) from lrlab_leases") == 1
+              and _count(pg_url, "select count(*) from trials") > 0, "the lease and the trials")
         # the holder now looks like a driver on another machine: its pid means nothing here
         engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
         with engine.begin() as conn:

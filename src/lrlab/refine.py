@@ -164,8 +164,8 @@ def refine(
     t_out = n if steps is None else check_int("steps", steps, lo=1)
     m = min(n, max_points)
     raw = _grid_medians(idx, vals, n, m)
-    window = max(1, 2 * math.floor(tau * m / 2) + 1)
-    window = min(window, 2 * ((m - 1) // 2) + 1)
+    # odd, >= 1, and never longer than the grid (2 floor(tau m / 2) + 1 <= tau m + 1 < m + 1)
+    window = 2 * math.floor(tau * m / 2) + 1
     smoothed = ndimage.median_filter(raw, size=window, mode="reflect")
     if (smoothed <= 0).any():
         i = int(np.flatnonzero(smoothed <= 0)[0])

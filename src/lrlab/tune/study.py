@@ -99,12 +99,14 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
 
 def _rdb_storage(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage; two processes creating the same new database at once race to
-    create its tables, and the loser, which finds them created, tries again."""
+    create its tables (or to stamp its schema version: a unique-constraint error on
+    ``alembic_version``), and the loser, which finds them created, tries again."""
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except Exception as exc:
-            if "already exists" not in str(exc) or attempt == 4:
+            lost = "already exists" in str(exc) or "alembic_version" in str(exc)
+            if not lost or attempt == 4:
                 raise
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
