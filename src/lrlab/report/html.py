@@ -151,7 +151,7 @@ def _bounds(
     """label -> ``lrlab.theory``'s bound on the gap of SGD with that schedule at the peaks the
     gap figure measures: the best lr c* and r c* for every r in ``rhos`` (the plain
     last-iterate bound, which holds without a bounded domain; in the loss's units)."""
-    from lrlab.theory import restarted_bound
+    from lrlab.theory import last_iterate_bound
 
     D, G = convex
     out = {}
@@ -160,7 +160,7 @@ def _bounds(
         if not math.isfinite(c):
             continue
         try:
-            out[label] = np.array([restarted_bound(sched, D, G, steps=steps, peak=c * r).plain
+            out[label] = np.array([last_iterate_bound(sched, D, G, steps=steps, peak=c * r).total
                                    for r in (1.0, *rhos)])
         except ValueError:
             continue

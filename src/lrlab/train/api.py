@@ -16,7 +16,7 @@ from lrlab.schedules import Schedule
 from lrlab.tasks import Task, get_task
 from lrlab.train import devices
 from lrlab.train.devices import resolve_device
-from lrlab.train.engine import train_group
+from lrlab.train.engine import compiling, train_group
 from lrlab.train.types import RunConfig, RunResult
 
 _DTYPES = (torch.float32, torch.float64)
@@ -106,9 +106,10 @@ def run_batched(
             for key, ix in groups.items()
             for a in range(0, len(ix), max_members)
         }
-        return _run_groups(
-            task, configs, chunks, record_grad_norms, curve_points, dtype, dev, progress, compile
-        )
+        with compiling(task.model, compile):
+            return _run_groups(
+                task, configs, chunks, record_grad_norms, curve_points, dtype, dev, progress
+            )
     finally:
         if num_threads is not None:
             torch.set_num_threads(previous_threads)
@@ -123,7 +124,6 @@ def _run_groups(
     dtype: torch.dtype,
     device: torch.device,
     progress: Callable[[int, int], None] | None,
-    compile: bool = False,
 ) -> list[RunResult]:
     total = sum(steps * len(ix) for ((_, steps), _), ix in groups.items())
     done = 0
@@ -146,7 +146,6 @@ def _run_groups(
             dtype=dtype,
             device=device,
             progress=report,
-            compile=compile,
         )
         for i, res in zip(ix, out, strict=True):
             results[i] = res

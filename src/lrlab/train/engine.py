@@ -20,6 +20,7 @@ inside a batch (up to floating-point reassociation in batched matrix products).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -112,6 +113,20 @@ def evaluate(task: Task, members: Members, X: Any, y: Any, fn: str) -> torch.Ten
     return total / n
 
 
+@contextlib.contextmanager
+def compiling(model: Any, on: bool):
+    """While the block runs, a model that can compile its training step (one with a
+    ``compile`` attribute, as ``from_module``'s) does so when ``on``; others are left alone."""
+    if not (on and hasattr(model, "compile")):
+        yield
+        return
+    previous, model.compile = model.compile, True
+    try:
+        yield
+    finally:
+        model.compile = previous
+
+
 def train_group(
     task: Task,
     configs: Sequence[RunConfig],
@@ -123,24 +138,14 @@ def train_group(
     dtype: torch.dtype,
     device: torch.device = CPU,
     progress: Callable[[int], None] | None = None,
-    compile: bool = False,
 ) -> list[RunResult]:
     """Train ``configs`` (same optimizer, same number of steps) as one stacked computation.
 
     Everything lives on ``device``. The host reads nothing back during training except, every
     ``CHUNK_STEPS`` steps, whether any member is still active (the CPU also checks whether all
-    are, every step, to skip the masks). ``compile``: a model that can compile its training
-    step (one with a ``compile`` attribute, as ``from_module``'s) does so for this run.
+    are, every step, to skip the masks).
     """
     model = task.model
-    if compile and hasattr(model, "compile"):
-        previous, model.compile = model.compile, True
-        try:
-            return train_group(task, configs, steps, optimizer, record_grad_norms=record_grad_norms,
-                               curve_points=curve_points, dtype=dtype, device=device,
-                               progress=progress)
-        finally:
-            model.compile = previous
     M, T, B = len(configs), steps, task.default_batch_size
     Xtr, ytr = _to_device(task.X_train, dtype, device), _to_device(task.y_train, dtype, device)
     members = model.init([c.seed for c in configs], dtype=dtype, device=device)

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lrlab.tune import _optuna, pilot
-from lrlab.tune.settings import REFINED, StudySettings, build_schedule
+from lrlab.tune.settings import REFINED, StudySettings
 
 REUSED_ATTR = "lrlab_reused_from"
 #: The pilot's settings that decide its refined schedule (``pilot.derive_refined``).
@@ -55,30 +55,33 @@ def identity(settings: StudySettings) -> dict[str, Any] | None:
     }
 
 
-def donors(rdb: optuna.storages.RDBStorage, settings: StudySettings, names: Sequence[str],
-           settings_attr: str, refined_attr: str) -> list[dict[str, Any]]:
-    """The lrlab studies among ``names`` whose runs are runs of ``settings``: each as
-    ``{"name", "study" (optuna), "settings", "refined" (its stored refined attribute)}``."""
+def donors(rdb: optuna.storages.RDBStorage, settings: StudySettings,
+           names: Sequence[str]) -> list[Any]:
+    """The lrlab studies among ``names`` (as ``lrlab.tune.Study``) whose runs are runs of
+    ``settings``; a study still being created (its refined schedule not stored yet) is not."""
+    from lrlab.tune.study import REFINED_ATTR, SETTINGS_ATTR, Study
+
     want = identity(settings)
     if want is None:
         return []
     out = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=rdb)
-        stored = study.user_attrs.get(settings_attr)
+        stored = study.user_attrs.get(SETTINGS_ATTR)
         if stored is None:
             continue
         try:
             have = StudySettings.from_dict(stored)
         except (ValueError, TypeError):
             continue  # settings of another version: not comparable, not reused
+        if REFINED in have.schedules and REFINED_ATTR not in study.user_attrs:
+            continue
         if _same_json(identity(have), want):
-            out.append({"name": name, "study": study, "settings": have,
-                        "refined": study.user_attrs.get(refined_attr)})
+            out.append(Study(study, have))
     return out
 
 
-def refined_from(found: Sequence[dict[str, Any]], settings: StudySettings,
+def refined_from(found: Sequence[Any], settings: StudySettings,
                  default_lr: float) -> dict[str, Any] | None:
     """A donor's stored refined schedule derived from the pilot this study would run, if any."""
     if REFINED not in settings.schedules:
@@ -88,26 +91,25 @@ def refined_from(found: Sequence[dict[str, Any]], settings: StudySettings,
             "optimizer": settings.optimizer, "norm": pilot.pilot_norm(settings.optimizer),
             "tau": pilot.TAU}
     for d in found:
-        stored = d["refined"]
+        stored = d.refined
         if stored and _same_json({k: stored["pilot"].get(k) for k in PILOT_KEYS}, want):
             return stored
     return None
 
 
-def copy_runs(study: Any, found: Sequence[dict[str, Any]]) -> int:
+def copy_runs(study: Any, found: Sequence[Any]) -> int:
     """Add the donors' COMPLETE runs that ``study`` (a new ``lrlab.tune.Study``) expects as
     COMPLETE trials of it; return how many."""
     from lrlab.tune.study import _key
 
-    mine = {json.dumps(s.to_dict(), sort_keys=True): label
-            for label, s in study.schedules().items()}
+    mine = {_canonical(s): label for label, s in study.schedules().items()}
     expected = study.expected()
     searched = study.settings.searched
     dists = study._distributions()
     have: set = set()
     for d in found:
-        theirs = _donor_schedules(d)
-        for t in d["study"].get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        theirs = {label: _canonical(s) for label, s in d.schedules().items()}
+        for t in d.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             params = dict(_optuna.fixed_params(t))
             label = mine.get(theirs.get(params.get("schedule"), ""))
             if label is None:
@@ -121,23 +123,14 @@ def copy_runs(study: Any, found: Sequence[dict[str, Any]]) -> int:
                 params=params,
                 distributions={k: dists[k] for k in params},
                 value=t.value,
-                user_attrs={**t.user_attrs, REUSED_ATTR: d["name"]},
+                user_attrs={**t.user_attrs, REUSED_ATTR: d.name},
             ))
             have.add(key)
     return len(have)
 
 
-def _donor_schedules(d: dict[str, Any]) -> dict[str, str]:
-    """A donor's labels -> its schedules as canonical JSON (``refined``: its stored one)."""
-    s: StudySettings = d["settings"]
-    refined = None if d["refined"] is None else pilot.refined_schedule(d["refined"])
-    out = {}
-    for label in s.schedules:
-        if label == REFINED and refined is None:
-            continue
-        sched = build_schedule(label, s.steps, refined=refined)
-        out[label] = json.dumps(sched.to_dict(), sort_keys=True)
-    return out
+def _canonical(schedule: Any) -> str:
+    return json.dumps(schedule.to_dict(), sort_keys=True)
 
 
 def _same_json(a: Any, b: Any) -> bool:

@@ -204,12 +204,12 @@ class Study:
                 raise ValueError(
                     f"no study named {name!r} in {storage_url(storage)} (studies: {known})"
                 )
-            found: list[dict[str, Any]] = []
+            found: list[Study] = []
             refined = None
             if settings.kind == "batched":
                 # a task that cannot be built creates no study
                 task = resolve_task(settings.task_spec)
-                found = reuse.donors(rdb, settings, names, SETTINGS_ATTR, REFINED_ATTR)
+                found = reuse.donors(rdb, settings, names)
                 refined = reuse.refined_from(found, settings, task.default_lr)
             if refined is None and REFINED in settings.schedules:
                 refined = pilot.derive_refined(settings)
