@@ -10,20 +10,21 @@ import pytest
 from lrlab.cli import main
 from lrlab.schedules import Constant, Linear
 from lrlab.tune import Study, advise, load_advice
-from lrlab.tune.advise import theory_factor, worst_case
+from lrlab.tune.advise import follow_up, grid_candidates, theory_factor, worst_case
 
 STEPS = 100
 
 
 def _member_steps(advice, storage: str) -> int:
-    """Member-steps counted from what is stored: the study's trials, the pilots, the
-    learning-rate-free run."""
+    """Member-steps counted from what is stored: the study's trials it trained, the pilots
+    (some stored as trials), the learning-rate-free run."""
     study = Study.open(advice.study, None, storage)
-    trials = len(study.results())
-    return (trials + len(advice.pilots) + 1) * study.settings.steps
+    trials = study.optuna_study.get_trials(deepcopy=False)
+    trained = sum("lrlab_recorded" not in t.user_attrs for t in trials)
+    return (trained + len(advice.pilots) + 1) * study.settings.steps
 
 
-@pytest.mark.parametrize("budget", [4, 6])
+@pytest.mark.parametrize("budget", [4, 6, 8])
 def test_budget_never_exceeded_and_stored(tmp_path, budget):
     db = str(tmp_path / "a.db")
     a = advise("iris_logreg", budget, steps=STEPS, storage=db, study="s")
@@ -42,13 +43,33 @@ def test_budget_never_exceeded_and_stored(tmp_path, budget):
 def test_edge_best_extends_grid(tmp_path):
     db = str(tmp_path / "a.db")
     # far too small a pilot lr: the best grid point is the high edge, so the grid grows
-    a = advise("iris_logreg", 6, steps=STEPS, lr=1e-3, storage=db, study="e")
+    a = advise("iris_logreg", steps=STEPS, lr=1e-3, storage=db, study="e")
+    assert a.budget == 12 and a.grid_factor == 4.0
+    lrs = {(p["schedule"], p["lr"]) for p in a.points}
+    first = {(s, x) for s, x in grid_candidates(1e-3, 4.0)} | {("linear", 1e-3)}
+    assert first <= lrs and len(first) == 9
+    added = sorted(lrs - first, key=lambda p: p[1])
+    # two rounds left, each one factor past the high edge of the best schedule
+    assert [x for _, x in added] == pytest.approx([1.6e-2, 6.4e-2])
+    assert {s for s, _ in added} == {a.schedule}
+    assert sum("sat on the high edge" in m for m in a.messages) == 2
+    assert (a.schedule, a.lr) == added[-1]
+    assert _member_steps(a, db) == 12 * STEPS
+
+
+def test_pilot_is_stored_as_the_linear_trial_and_not_trained_again(tmp_path):
+    db = str(tmp_path / "a.db")
+    a = advise("iris_logreg", 4, steps=STEPS, storage=db, study="p")
     study = Study.open(a.study, None, db)
-    grid = set(study.settings.lrs)
-    extra = study.extra_lrs.get("refined", [])
-    assert extra and min(extra) > max(grid)
-    assert any("high edge" in m for m in a.messages)
-    assert _member_steps(a, db) <= 6 * STEPS
+    df = study.results()
+    lin = df[(df["schedule"] == "linear") & (df["lr"] == a.pilots[0]["lr"])]
+    assert len(lin) == 1 and lin["final_loss"].iloc[0] == a.pilots[0]["final_loss"]
+    rec = [t for t in study.optuna_study.get_trials() if "lrlab_recorded" in t.user_attrs]
+    assert len(rec) == 1 and rec[0].user_attrs["lrlab_recorded"] == "pilot"
+    # budget 4: the pilot (linear at lr0), the lr-free run, refined and constant at lr0
+    assert sorted(zip(df["schedule"], df["lr"], strict=True)) == [
+        ("constant", 0.5), ("linear", 0.5), ("refined", 0.5)]
+    assert _member_steps(a, db) == 4 * STEPS
 
 
 def test_diverging_pilot_is_retried(tmp_path, capsys):
@@ -63,6 +84,9 @@ def test_diverging_pilot_is_retried(tmp_path, capsys):
     a = load_advice("lrlab-default", db)
     assert a.pilots[0]["final_loss"] is None and a.pilots[-1]["final_loss"] is not None
     assert _member_steps(a, db) <= 6 * STEPS
+    # the diverged pilot (1600 = 400 * 4) is on the grid: stored as diverged, not retrained
+    at = [p for p in a.points if p["schedule"] == "linear" and p["lr"] == 1600]
+    assert at == [{"schedule": "linear", "lr": 1600.0, "final_loss": None, "test_metric": None}]
 
 
 def test_cli_prints_recommendation_and_writes_report(tmp_path, capsys):
@@ -78,7 +102,7 @@ def test_cli_prints_recommendation_and_writes_report(tmp_path, capsys):
     assert "Runs spent:" in out and "learning-rate-free baseline (dadapt_sgd" in out
     assert (out_dir / "advice.png").stat().st_size > 1000
     stored = json.loads((out_dir / "advice.json").read_text())
-    assert stored["study"] == "d-advise" and stored["budget"] == 6
+    assert stored["study"] == "d-advise" and stored["budget"] == 12
 
 
 @pytest.mark.parametrize(
@@ -110,3 +134,47 @@ def test_theory_factor():
     assert worst_case(Constant(), 4.0, 200) == pytest.approx(1.25, rel=0.02)
     factor, per = theory_factor({"linear": Linear(200), "constant": Constant()}, 200)
     assert factor == min(per.values()) and per["linear"] >= per["constant"]
+
+
+def _results(rows):
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{"schedule": s, "lr": x, "final_loss": math.nan if v is None else v,
+          "diverged": v is None} for s, x, v in rows]
+    )
+
+
+def test_follow_up_rules():
+    # best on the high edge of its schedule: one factor past it
+    r = _results([("linear", 1, 3.0), ("linear", 4, 2.0), ("refined", 1, 2.5),
+                  ("refined", 4, 1.0)])
+    assert follow_up(r, 4.0)[:2] == ("refined", 16.0)
+    # low edge
+    r = _results([("linear", 1, 1.0), ("linear", 4, 2.0), ("refined", 4, 3.0)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 0.25)
+    # inside: the geometric midpoint towards the better neighbour
+    r = _results([("linear", 1, 3.0), ("linear", 4, 1.0), ("linear", 16, 2.0)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 8.0)
+    r = _results([("linear", 1, 2.0), ("linear", 4, 1.0), ("linear", 16, 3.0)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 2.0)
+    # a diverged neighbour next to a finite one: towards the diverged one (the loss just short
+    # of it is unmeasured, the finite side is known to be worse); within sqrt 2: fine enough
+    r = _results([("linear", 1, 2.0), ("linear", 4, 1.0), ("linear", 16, None)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 8.0)
+    r = _results([("linear", 1, None), ("linear", 4, 1.0), ("linear", 16, 0.5 + 1.0)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 2.0)
+    r = _results([("linear", 1, 2.0), ("linear", 1.2, 1.0), ("linear", 1.4, 3.0)])
+    assert follow_up(r, 4.0)[:2] == ("linear", None)
+    # a run that ended above the starting loss blew up: it counts as diverged
+    r = _results([("constant", 0.1, 0.09), ("constant", 0.4, 0.058), ("constant", 1.6, 15.2)])
+    assert follow_up(r, 4.0)[:2] == ("constant", 0.2)
+    assert follow_up(r, 4.0, start=2.3)[:2] == ("constant", 0.8)
+    # the best schedule's only point: towards the other schedule's best lr
+    r = _results([("refined", 4, 1.0), ("linear", 1, 3.0), ("linear", 16, 2.0)])
+    assert follow_up(r, 4.0)[:2] == ("refined", 16.0)
+    r = _results([("refined", 4, 1.0), ("linear", 1, 2.0), ("linear", 16, 3.0)])
+    assert follow_up(r, 4.0)[:2] == ("refined", 1.0)
+    # everything diverged: below the lowest lr tried
+    r = _results([("refined", 4, None), ("linear", 2, None)])
+    assert follow_up(r, 4.0)[:2] == ("linear", 0.5)

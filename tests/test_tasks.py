@@ -206,3 +206,25 @@ def test_l2_logreg_tasks_know_their_optimum() -> None:
     assert abs(f - task.f_star) < 1e-9
     assert task.f_star == logistic_f_star(X, y, c, 0.05, bias=True)
     assert get_task("wine_logreg").f_star is None
+
+
+def test_digits_mlp_l2_adds_the_weight_penalty_to_loss_and_gradient():
+    """digits_mlp(l2=lam): f = CE + (lam / 2)(||W1||^2 + ||W2||^2), biases not penalised."""
+    lam = 0.3
+    plain, reg = get_task("digits_mlp").model, get_task("digits_mlp", l2=lam).model
+    t = get_task("digits_mlp")
+    X, y = torch.as_tensor(t.X_train[:40]).double(), torch.as_tensor(t.y_train[:40]).long()
+    m = plain.init([0, 1], dtype=torch.float64, device=torch.device("cpu"))
+    W1, b1, W2, b2 = m.params
+    l0, g0, _ = plain.loss_and_grad(m, X, y)
+    l1, g1, _ = reg.loss_and_grad(m, X, y)
+    pen = 0.5 * lam * (W1.square().sum((1, 2)) + W2.square().sum((1, 2)))
+    torch.testing.assert_close(l1 - l0, pen, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g1[0] - g0[0], lam * W1, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1[2] - g0[2], lam * W2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1[1], g0[1], rtol=0, atol=0)
+    torch.testing.assert_close(g1[3], g0[3], rtol=0, atol=0)
+    torch.testing.assert_close(reg.penalty(m.params), pen)
+    assert "L2 penalty 0.3/2" in get_task("digits_mlp", l2=lam).description
+    with pytest.raises(ValueError, match="l2"):
+        get_task("digits_mlp", l2=-1.0)

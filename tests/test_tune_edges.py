@@ -90,3 +90,43 @@ def test_grid_factor_of_the_smallest_grids() -> None:
     assert grid_factor([3.0, 1.0, 9.0]) == pytest.approx(3.0)  # order does not matter
     with pytest.raises(ValueError, match="not geometric"):
         grid_factor([1.0, 2.0, 3.0])
+
+
+def test_add_lrs_grows_one_schedule_and_record_stores_an_outside_run(tmp_path) -> None:
+    s = StudySettings(task="digits_logreg", schedules=("constant", "cosine"), lrs=(0.5,),
+                      seeds=(0,), steps=10)
+    study = Study.open("a", s, str(tmp_path / "a.db"))
+    assert study.add_lrs("cosine", [2.0, 0.5, 2.0]) == [2.0]  # 0.5 is the grid's already
+    assert study.add_lrs("cosine", [2.0]) == []
+    assert study.extra_lrs == {"cosine": [2.0]}
+    with pytest.raises(ValueError, match="'poly2' is not in this study"):
+        study.add_lrs("poly2", [1.0])
+    # an outside run of an expected trial is stored once, marked, and not trained again
+    cfg = s.config({"lr": 2.0}, "cosine", 0)
+    outside = runner(None, [cfg])[0]
+    assert study.record("cosine", 2.0, 0, outside, "pilot")
+    assert not study.record("cosine", 2.0, 0, outside, "pilot")  # stored already
+    assert not study.record("cosine", 4.0, 0, outside, "pilot")  # not on the grid
+    assert not study.record("constant", 2.0, 0, outside, "pilot")  # not this schedule's lr
+    trained = []
+
+    def counting(task, configs, progress=None):
+        trained.extend((c.schedule.name, c.lr) for c in configs)
+        return runner(task, configs, progress)
+
+    assert study.run(LocalExecutor(runner=counting)) == 2
+    assert sorted(trained) == [("constant", 0.5), ("cosine", 0.5)]
+    df = study.results()
+    row = df[(df.schedule == "cosine") & (df.lr == 2.0)]
+    assert row.final_loss.tolist() == [outside.final_loss]
+    marked = [t.params for t in study.optuna_study.get_trials()
+              if t.user_attrs.get("lrlab_recorded") == "pilot"]
+    assert marked == [{"schedule": "cosine", "seed": 0, "lr": 2.0}]
+
+
+def test_add_lrs_needs_a_grid(tmp_path) -> None:
+    s = StudySettings(task="digits_logreg", schedules=("constant",), seeds=(0,), steps=10,
+                      random={"bounds": {"lr": (0.1, 1.0)}, "n": 2, "seed": 0})
+    study = Study.open("r", s, str(tmp_path / "r.db"))
+    with pytest.raises(ValueError, match="random-search study has no grid"):
+        study.add_lrs("constant", [1.0])

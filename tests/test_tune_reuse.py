@@ -92,5 +92,11 @@ def test_a_sweep_after_advise_reuses_its_pilot_and_its_runs(tmp_path, monkeypatc
     grid = tuple(2.0**k for k in range(-4, 5))
     sweep = Study.open("iris", StudySettings("iris_logreg", ("refined", "linear"), lrs=grid,
                                              seeds=(0, 1), steps=adv.steps), db)
-    on_grid = [lr for lr in adv_runs["lr"] if any(abs(lr / g - 1) < 1e-9 for g in grid)]
-    assert on_grid and sweep.reused == len(on_grid)
+    # the advised runs of the sweep's schedules on its grid (the pilot among them); not the
+    # constant-lr ones, a schedule this sweep does not train
+    on_grid = [r for r in adv_runs.itertuples() if r.schedule in ("refined", "linear")
+               and any(abs(r.lr / g - 1) < 1e-9 for g in grid)]
+    assert len(on_grid) == 3 and sweep.reused == len(on_grid)
+    mine = sweep.results().set_index(["schedule", "lr", "seed"])
+    for r in on_grid:
+        assert mine.loc[(r.schedule, r.lr, 0), "final_loss"] == r.final_loss

@@ -8,7 +8,7 @@ import math
 
 from lrlab._io import check_folder
 
-DEFAULT_BUDGET = 6
+DEFAULT_BUDGET = 12
 DEFAULT_STUDY = "lrlab-default"
 DEFAULT_OUT = "lrlab-advise"
 
@@ -19,9 +19,10 @@ def register(subparsers) -> None:
         help="recommend a schedule and peak lr for a task within a budget of a few runs",
         description=(
             "One pilot run with linear decay (its gradient norms give the refined schedule), a "
-            "coarse grid of the refined schedule whose factor comes from lrlab.theory, and one "
-            "learning-rate-free run, all within --budget runs; prints the recommendation and "
-            "writes advice.txt, advice.json and advice.png to --out."
+            "coarse grid of linear decay, the refined schedule and a constant lr whose factor "
+            "comes from lrlab.theory, one learning-rate-free run, and follow-up points on the "
+            "best schedule (the edge rule, midpoints), all within --budget runs; prints the "
+            "recommendation and writes advice.txt, advice.json and advice.png to --out."
         ),
     )
     p.add_argument("--task", required=True,

@@ -147,8 +147,9 @@ def breast_cancer_logreg(l2: float = 0.0) -> Task:
 
 
 @register("digits_mlp")
-def digits_mlp(hidden: int = 64) -> Task:
+def digits_mlp(hidden: int = 64, l2: float = 0.0) -> Task:
     hidden = check_int("hidden", hidden, lo=1)
+    l2 = check_real("l2", l2, 0.0)
     X, y = _load("digits")
     Xtr, ytr, Xte, yte = split_standardise(X, y)
     return Task(
@@ -156,8 +157,9 @@ def digits_mlp(hidden: int = 64) -> Task:
         description=(
             f"one-hidden-layer ReLU MLP (64-{hidden}-10) on scikit-learn's digits, "
             "cross-entropy, torch.nn.Linear-style init from the run's seed (non-convex)"
+            + (f"; L2 penalty {l2:g}/2 (||W1||^2 + ||W2||^2)" if l2 else "")
         ),
-        model=MLP(Xtr.shape[1], hidden, 10),
+        model=MLP(Xtr.shape[1], hidden, 10, l2=l2),
         X_train=Xtr,
         y_train=ytr,
         X_test=Xte,

@@ -188,11 +188,19 @@ class MLP(AutogradModel):
     """One-hidden-layer ReLU network: logits = relu(x W1 + b1) W2 + b2, cross-entropy loss.
 
     Initialised as ``torch.nn.Linear`` does: every weight and bias ~ U(-1/sqrt(fan_in),
-    1/sqrt(fan_in)). Metric: accuracy.
+    1/sqrt(fan_in)). Objective: mean cross-entropy + (l2 / 2)(||W1||_F^2 + ||W2||_F^2) (the
+    biases are not penalised). Metric: accuracy.
     """
 
-    def __init__(self, n_features: int, n_hidden: int, n_classes: int):
+    def __init__(self, n_features: int, n_hidden: int, n_classes: int, *, l2: float = 0.0):
         self.sizes = (n_features, n_hidden, n_classes)
+        self.l2 = l2
+
+    def penalty(self, params: Params) -> torch.Tensor:
+        W1, W2 = params[0], params[2]
+        if self.l2 == 0.0:
+            return W1.new_zeros(W1.shape[0])
+        return 0.5 * self.l2 * (W1.square().sum((1, 2)) + W2.square().sum((1, 2)))
 
     def init(self, seeds: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> Members:
         d, h, c = self.sizes

@@ -17,20 +17,28 @@ diverged run counts all its steps), and the budget is never exceeded.
    factor-4 grid costs a constant schedule), for every schedule tried (refined and linear).
    Annealed schedules pay only about rho^(1/3) for an over-estimate, so they tolerate a wider
    factor than a constant lr.
-3. **Coarse grid**: the refined schedule at ``lr0 * F**k`` around the pilot's lr ``lr0`` (3
-   points, seed 0), trained in one batch together with one learning-rate-free run (D-Adaptation
-   SGD for SGD-like optimizers, Prodigy for Adam-like ones; lr multiplier 1, constant schedule,
-   their published defaults).
-4. **Follow-up** with the runs left: a best point on an edge grows the grid past that edge
-   (``Study.extend_edges``, one point a round); a best point inside gets the geometric midpoint
-   towards its better neighbour.
-5. **Answer**: the measured point with the lowest final loss (the refined grid and the linear
-   pilot); the peaks of its schedule within 1 % and 5 % of that loss (grid resolution); what the
+3. **Coarse grid**: both schedules around the pilot's lr ``lr0``, bought in this order while
+   the budget lasts (``grid_candidates``): refined at ``lr0``, linear at ``lr0 * F`` and
+   ``lr0 / F`` (linear at ``lr0`` is the pilot itself, stored as a trial, never trained again),
+   refined at ``lr0 * F`` and ``lr0 / F``; trained in one batch together with one
+   learning-rate-free run (D-Adaptation SGD for SGD-like optimizers, Prodigy for Adam-like
+   ones; lr multiplier 1, constant schedule, their published defaults). A diverged pilot that
+   lands on the grid is stored too, not trained again.
+4. **Follow-up** with the whole runs left (``follow_up``), one point a round on the schedule of
+   the best point so far: past the edge of that schedule's lrs when the best sits on it (the
+   edge rule), the geometric midpoint towards its better neighbour when it is inside.
+5. **Answer**: the measured point with the lowest final loss (both schedules, seed 0); the
+   peaks of its schedule within 1 % and 5 % of that loss (grid resolution); what the
    learning-rate-free run reached; the runs spent.
 
-Everything is stored in a ``Study`` named ``<study>-advise`` (schedule ``refined``, seed 0, the
-grid as its lrs; the pilot's refined schedule as the study's own, so it is never derived
-twice) with the advice as the study's user attribute ``lrlab_advice`` (``load_advice``).
+At the default budget of 8: the pilot, five grid runs, the learning-rate-free run and one
+follow-up round.
+
+Everything is stored in a ``Study`` named ``<study>-advise`` (schedules ``linear`` and
+``refined``, seed 0, ``lr0`` and the grid's lrs; the pilot as the trial of linear at ``lr0``,
+with user attribute ``lrlab_recorded = "pilot"``; its refined schedule as the study's own, so
+it is never derived twice) with the advice as the study's user attribute ``lrlab_advice``
+(``load_advice``).
 ``lrlab report <study>-advise`` reads it like any study; a later ``lrlab sweep`` of the same task
 (same steps, optimizer and options) in the same storage takes the pilot's refined schedule and
 every advised run on its grid from it (``lrlab.tune.reuse``).
@@ -56,7 +64,6 @@ from lrlab.tune.settings import REFINED, StudySettings
 from lrlab.tune.space import edge_side
 from lrlab.tune.study import (
     DEFAULT_STORAGE,
-    EXTRA_ATTR,
     REFINED_ATTR,
     SETTINGS_ATTR,
     Study,
@@ -70,7 +77,8 @@ ADVICE_ATTR = "lrlab_advice"
 SUFFIX = "-advise"
 TOLERANCE = 1.25
 MIN_BUDGET = 4
-GRID_POINTS = 3
+#: The schedules advise compares: linear decay (the pilot's), the refined one, a constant lr.
+SCHEDULES = ("linear", REFINED, "constant")
 RETRY_DIVISOR = 4.0
 #: The learning-rate-free baseline per optimizer family, at its published defaults.
 FREE_METHODS = {"l1": "prodigy", "l2": "dadapt_sgd"}
@@ -108,6 +116,67 @@ def theory_factor(schedules: Mapping[str, Schedule], steps: int) -> tuple[float,
         ok = [f for f in _FACTORS if worst_case(sched, f, steps) <= TOLERANCE]
         per[label] = max(ok) if ok else _FACTORS[0]
     return min(per.values()), per
+
+
+def _lr_key(x: float) -> str:
+    return f"{x:.12g}"
+
+
+def grid_candidates(lr0: float, factor: float) -> list[tuple[str, float]]:
+    """The grid around the pilot's lr ``lr0`` in the order it is bought: the refined schedule
+    and a constant lr at ``lr0``, linear decay one factor above and below (linear at ``lr0`` is
+    the pilot), a constant lr above and below, then the refined schedule above and below."""
+    up, down = lr0 * factor, lr0 / factor
+    return [(REFINED, lr0), ("constant", lr0), ("linear", up), ("linear", down),
+            ("constant", up), ("constant", down), (REFINED, up), (REFINED, down)]
+
+
+def follow_up(results, factor: float, start: float = math.inf) -> tuple[str, float | None, str]:
+    """The next point to buy from a study's ``results()``: (schedule, lr or None, why).
+
+    The best measured point's schedule gets one more lr: a factor past the edge when the best
+    is at the edge of that schedule's measured lrs (the edge rule), the geometric midpoint
+    towards its better neighbour when it is inside (None once they are within sqrt 2; a
+    diverged neighbour next to a finite one counts as the better: the loss just short of a
+    divergence is unmeasured, while the finite side is known to be worse), the
+    other schedule's direction when it is that schedule's only point. If every run diverged:
+    a factor below the lowest lr tried. A run that ended at or above ``start`` (the loss the
+    runs started from) blew up: it counts as diverged here.
+    """
+    loss = results["final_loss"].to_numpy(float)
+    loss = np.where(results["diverged"] | ~(loss < start), np.inf, loss)
+    if not np.isfinite(loss).any():
+        i = int(np.argmin(results["lr"].to_numpy(float)))
+        sched, x = results["schedule"].iloc[i], float(results["lr"].iloc[i])
+        return sched, x / factor, "every run diverged; going lower"
+    b = int(np.argmin(loss))
+    sched = results["schedule"].iloc[b]
+    mine = results["schedule"].to_numpy() == sched
+    x = results["lr"].to_numpy(float)[mine]
+    v = loss[mine]
+    order = np.argsort(x)
+    x, v = x[order], v[order]
+    if x.size == 1:
+        others = np.where(~mine & np.isfinite(loss))[0]
+        other = float(results["lr"].iloc[others[np.argmin(loss[others])]]) if others.size else x[0]
+        new = x[0] / factor if other < x[0] else x[0] * factor
+        return sched, float(new), f"the best point is the only {sched} run"
+    side = edge_side(x, v)
+    if side == "high":
+        return sched, float(x[-1] * factor), f"the best {sched} lr sat on the high edge"
+    if side == "low":
+        return sched, float(x[0] / factor), f"the best {sched} lr sat on the low edge"
+    i = int(np.argmin(v))
+    lo_inf, hi_inf = math.isinf(v[i - 1]), math.isinf(v[i + 1])
+    if lo_inf != hi_inf:  # a diverged neighbour hides what lies just short of it
+        nb = i - 1 if lo_inf else i + 1
+        why = "the midpoint towards the neighbour that blew up"
+    else:
+        nb = i - 1 if v[i - 1] <= v[i + 1] else i + 1
+        why = "the midpoint towards its better neighbour"
+    if max(x[i], x[nb]) / min(x[i], x[nb]) < 2.0 ** 0.5 * (1 + 1e-9):
+        return sched, None, "the grid is fine enough"
+    return sched, float(math.sqrt(x[i] * x[nb])), f"the best {sched} lr lies inside; {why}"
 
 
 @dataclasses.dataclass
@@ -179,13 +248,19 @@ class Advice:
             "Why this grid: a pilot with linear decay at lr "
             f"{p['lr']:.4g} gave the gradient norms of the refined schedule; the theory's bound "
             f"for a peak off by a factor rho (lrlab.theory.rho_curve) lets a grid of factor "
-            f"{self.grid_factor:.3g} cost at most {TOLERANCE:g}x the best bound for "
-            + ", ".join(f"{k} (alone: {v:.3g})" for k, v in self.factor_per_schedule.items())
-            + "; annealing makes an over-estimated peak cheap, so the grid can be coarse.",
-            f"Why this schedule: it had the lowest measured loss; the refined schedule follows "
-            f"the pilot's gradient norms (peak at step {self.refined['pilot']['peak_step']}, "
-            f"anneal fraction {self.refined['pilot']['anneal_fraction']:.2f}), linear decay is "
-            "the pilot itself.",
+            f"{self.grid_factor:.3g} cost at most {TOLERANCE:g}x the best bound for the "
+            "annealed schedules ("
+            + ", ".join(f"{k} alone: {v:.3g}" for k, v in self.factor_per_schedule.items())
+            + "); annealing makes an over-estimated peak cheap, so their grid can be coarse. "
+            "A constant lr shares that grid; where it is best, the follow-up's midpoints bring "
+            "its grid to the finer factor it needs. The three schedules were tried around the "
+            "pilot's lr, then the best point's schedule got the runs left (the edge rule past "
+            "an edge, a midpoint inside).",
+            f"Why this schedule: it had the lowest measured loss of the three; the refined "
+            f"schedule follows the pilot's gradient norms (peak at step "
+            f"{self.refined['pilot']['peak_step']}, anneal fraction "
+            f"{self.refined['pilot']['anneal_fraction']:.2f}), linear decay is the worst-case "
+            "optimal schedule, a constant lr the one without a horizon.",
             *self.messages,
             f"Stored in study {self.study!r} ({self.storage}).",
         ]
@@ -270,7 +345,7 @@ def load_advice(study: str, storage: str = DEFAULT_STORAGE) -> Advice:
 
 def advise(
     task: str,
-    budget: int = 6,
+    budget: int = 12,
     *,
     task_options: Mapping[str, Any] | None = None,
     lr: float | None = None,
@@ -303,7 +378,7 @@ def advise(
     steps = task_obj.default_steps if steps is None else check_int("steps", steps, lo=1)
     optimizer = optimizer or task_obj.default_optimizer
     base = StudySettings(
-        task, (REFINED,), task_options=options, lrs=(1.0,), steps=steps, optimizer=optimizer,
+        task, SCHEDULES, task_options=options, lrs=(1.0,), steps=steps, optimizer=optimizer,
         device=device,
     )
     url = storage_url(storage)
@@ -325,10 +400,11 @@ def advise(
         cfg = pilot.pilot_config(settings, lr0)
         say(f"pilot: linear decay at lr {lr0:.4g}, {steps} steps")
         res = run_config(task_obj, cfg, record_grad_norms=True, curve_points=1, device=device)
+        start = float(res.curve_loss[0])  # step 0: every seed-0 run starts there
         used += 1
         pilots.append(
-            {"lr": lr0, "final_loss": _loss(res), "diverged_at": res.diverged_at,
-             "test_metric": res.test_metric}
+            {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
+             "diverged_at": res.diverged_at, "test_metric": res.test_metric, "result": res}
         )
         why = None
         if res.diverged or not math.isfinite(res.final_loss):
@@ -367,54 +443,38 @@ def advise(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         factor, per = theory_factor({REFINED: out.schedule, "linear": Linear(steps)}, steps)
-    left = budget - used - 1  # the learning-rate-free run
-    n = min(GRID_POINTS, left)
-    ks = np.arange(n) - (n - 1) // 2
-    grid = tuple(float(lr0 * factor**k) for k in ks)
-    settings = dataclasses.replace(base, lrs=grid, pilot_lr=lr0)
+        per["constant"] = theory_factor({"constant": Constant()}, steps)[0]
+    # 3. the grid, by priority, and the learning-rate-free run, one batch; a diverged pilot
+    # that lands on the grid is recorded instead of trained again
+    tried = {(p["schedule"], _lr_key(p["lr"])) for p in pilots}
+    cands = grid_candidates(lr0, factor)
+    measured = [(s, x) for s, x in cands if (s, _lr_key(x)) in tried]
+    grid = [c for c in cands if c not in measured][: budget - used - 1]  # - the lr-free run
+    settings = dataclasses.replace(base, lrs=(lr0,), pilot_lr=lr0)
     st = _create(name, url, settings, refined)
-
-    # 3. the grid and the learning-rate-free run, one batch
+    for sched, x in grid + measured:
+        st.add_lrs(sched, [x])
+    for p in pilots:
+        st.record("linear", p["lr"], pilot.PILOT_SEED, p["result"], "pilot")
     free_name = FREE_METHODS[norm]
     free_cfg = RunConfig(1.0, Constant(), seed=0, steps=steps, optimizer=free_name)
     ex = _Batch(device, [free_cfg])
     say(
-        f"grid: refined schedule at lr {', '.join(f'{g:.4g}' for g in grid)} (factor "
-        f"{factor:.3g}) and {free_name} at lr 1, one batch"
+        "grid: " + "; ".join(
+            f"{sched} at lr {', '.join(f'{x:.4g}' for s2, x in grid if s2 == sched)}"
+            for sched in SCHEDULES if any(s2 == sched for s2, _ in grid)
+        ) + f" (factor {factor:.3g}) and {free_name} at lr 1, one batch"
     )
-    st.run(ex)
-    used += len(grid) + 1
+    used += st.run(ex) + 1
     free_res = ex.extra_results[0]
 
-    # 4. follow-up rounds with the runs left
+    # 4. follow-up rounds with the runs left, on the best point's schedule
     while budget - used >= 1:
-        df = st.results()
-        lrs = df["lr"].tolist()
-        losses = [math.inf if d else v for v, d in zip(df["final_loss"], df["diverged"],
-                                                       strict=True)]
-        side = edge_side(lrs, losses)
-        if side is not None:
-            added = st.extend_edges(points=1).get(REFINED, [])
-            if not added:
-                break
-            say(f"edge: the best lr is on the {side} edge; adding lr {added[0]:.4g}")
-            messages.append(
-                f"The best refined lr sat on the {side} edge of the grid; the edge rule added "
-                f"lr {added[0]:.4g}."
-            )
-        else:
-            order = np.argsort(lrs)
-            x = np.asarray(lrs)[order]
-            v = np.asarray(losses)[order]
-            b = int(np.argmin(v))
-            nb = b - 1 if v[b - 1] <= v[b + 1] else b + 1
-            if max(x[b], x[nb]) / min(x[b], x[nb]) < 2.0 ** 0.5 * (1 + 1e-9):
-                break
-            mid = float(math.sqrt(x[b] * x[nb]))
-            extra = st.extra_lrs
-            extra[REFINED] = sorted(set(extra.get(REFINED, [])) | {mid})
-            st.optuna_study.set_user_attr(EXTRA_ATTR, extra)
-            say(f"refine: adding the midpoint lr {mid:.4g} between the best and its neighbour")
+        sched, new, why = follow_up(st.results(), factor, start)
+        if not new or not st.add_lrs(sched, [new]):
+            break
+        say(f"{why}: adding {sched} at lr {new:.4g}")
+        messages.append(f"{why[0].upper()}{why[1:]}: added {sched} at lr {new:.4g}.")
         told = st.run(_Batch(device))
         used += told
         if told == 0:
@@ -423,15 +483,16 @@ def advise(
     # 5. the answer
     df = st.results()
     points = [
-        {"schedule": REFINED, "lr": float(r.lr),
+        {"schedule": r.schedule, "lr": float(r.lr),
          "final_loss": None if r.diverged else float(r.final_loss),
          "test_metric": None if r.diverged or math.isnan(r.test_metric) else float(r.test_metric)}
         for r in df.itertuples()
     ]
+    on_grid = {("linear", _lr_key(p["lr"])) for p in points if p["schedule"] == "linear"}
     points += [
         {"schedule": "linear", "lr": p["lr"], "final_loss": p["final_loss"],
          "test_metric": p["test_metric"]}
-        for p in pilots
+        for p in pilots if ("linear", _lr_key(p["lr"])) not in on_grid
     ]
     finite = [p for p in points if p["final_loss"] is not None]
     if not finite:
@@ -458,7 +519,7 @@ def advise(
         factor_per_schedule=per,
         free={"optimizer": free_name, "lr": 1.0, "schedule": "constant",
               "final_loss": _loss(free_res), "test_metric": free_res.test_metric},
-        pilots=pilots,
+        pilots=[{k: v for k, v in p.items() if k != "result"} for p in pilots],
         points=points,
         runs_spent=member_steps / steps,
         member_steps=member_steps,

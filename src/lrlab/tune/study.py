@@ -57,6 +57,7 @@ POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 SETTINGS_ATTR = "lrlab_settings"
 EXTRA_ATTR = "lrlab_extra_lrs"
 REFINED_ATTR = "lrlab_refined"
+RECORDED_ATTR = "lrlab_recorded"
 ERROR_ATTR = "error"
 Key = tuple[str, int, tuple[tuple[str, str], ...]]
 
@@ -147,6 +148,22 @@ def _fmt(x: float) -> str:
 def _key(params: dict[str, Any], searched: Sequence[str]) -> Key:
     point = tuple((k, _fmt(params[k])) for k in searched)
     return (str(params["schedule"]), int(params["seed"]), point)
+
+
+def _run_attrs(res: RunResult) -> dict[str, Any]:
+    """A trial's user attributes ``diverged`` and ``run`` for a training result."""
+    diverged = bool(res.diverged) or not math.isfinite(res.final_loss)
+    return {"diverged": diverged, "run": {
+        "final_loss": None if diverged else float(res.final_loss),
+        "test_metric": _jsonable(res.test_metric),
+        "diverged_at": None if res.diverged_at is None else int(res.diverged_at),
+        "curve_steps": np.asarray(res.curve_steps).astype(int).tolist(),
+        "curve_loss": [_jsonable(float(v)) for v in np.asarray(res.curve_loss, dtype=float)],
+    }}
+
+
+def _value(attrs: dict[str, Any]) -> float:
+    return math.inf if attrs["diverged"] else float(attrs["run"]["final_loss"])
 
 
 def _jsonable(x: float | None) -> float | None:
@@ -428,20 +445,56 @@ class Study:
         return {k: float(params[k]) for k in self.settings.searched}
 
     def _tell(self, trial: optuna.Trial, res: RunResult) -> None:
-        diverged = bool(res.diverged) or not math.isfinite(res.final_loss)
-        steps = np.asarray(res.curve_steps).astype(int).tolist()
-        curve = [_jsonable(float(v)) for v in np.asarray(res.curve_loss, dtype=float)]
-        run = {
-            "final_loss": None if diverged else float(res.final_loss),
-            "test_metric": _jsonable(res.test_metric),
-            "diverged_at": None if res.diverged_at is None else int(res.diverged_at),
-            "curve_steps": steps,
-            "curve_loss": curve,
-        }
+        attrs = _run_attrs(res)
         # two attributes, not one per field: each is a database round trip
-        trial.set_user_attr("diverged", diverged)
-        trial.set_user_attr("run", run)
-        self.optuna_study.tell(trial, math.inf if diverged else float(res.final_loss))
+        trial.set_user_attr("diverged", attrs["diverged"])
+        trial.set_user_attr("run", attrs["run"])
+        self.optuna_study.tell(trial, _value(attrs))
+
+    def record(self, schedule: str, lr: float, seed: int, res: RunResult, source: str) -> bool:
+        """Store a run trained outside the study as the COMPLETE trial of (``schedule``,
+        ``lr``, ``seed``) when the grid expects that trial and none is stored; return whether
+        it was stored. The trial's user attribute ``lrlab_recorded`` names ``source`` (e.g.
+        ``"pilot"``). Grid studies only."""
+        self.hold()
+        params = {"schedule": schedule, "seed": int(seed), "lr": float(lr)}
+        key = _key(params, self.settings.searched)
+        expected = self.expected()
+        if key not in expected:
+            return False
+        for t in self.optuna_study.get_trials(deepcopy=False):
+            if self._trial_key(t) != key:
+                continue
+            if t.state == TrialState.WAITING and _optuna.claim(self.optuna_study, t):
+                trial = self._suggest(t)
+                trial.set_user_attr(RECORDED_ATTR, source)
+                self._tell(trial, res)
+                return True
+            if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
+                return False
+        params = expected[key]
+        dists = self._distributions()
+        attrs = _run_attrs(res)
+        self.optuna_study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params}, value=_value(attrs),
+            user_attrs={**attrs, RECORDED_ATTR: source},
+        ))
+        return True
+
+    def add_lrs(self, schedule: str, lrs: Sequence[float]) -> list[float]:
+        """Add grid values for one schedule (``run`` then trains them); return the new ones."""
+        if self.settings.random:
+            raise ValueError("a random-search study has no grid to add to")
+        if schedule not in self.settings.schedules:
+            raise ValueError(f"schedule {schedule!r} is not in this study")
+        self.hold()
+        extra = self.extra_lrs
+        have = set(self.settings.lrs) | set(extra.get(schedule, ()))
+        new = sorted({float(x) for x in lrs} - have)
+        if new:
+            extra[schedule] = sorted(set(extra.get(schedule, [])) | set(new))
+            self.optuna_study.set_user_attr(EXTRA_ATTR, extra)
+        return new
 
     # -- trials of the user's code (lrlab.tune.trials) ------------------------------------------
     def trial_spec(
