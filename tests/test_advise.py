@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +180,65 @@ def test_follow_up_rules():
     # everything diverged: below the lowest lr tried
     r = _results([("refined", 4, None), ("linear", 2, None)])
     assert follow_up(r, 4.0)[:2] == ("linear", 0.5)
+
+
+def test_advise_a_command_through_the_cli(tmp_path, capsys):
+    """A script run as `lrlab sweep --command` runs it (tests/trial_script.py: gradient descent
+    on (x - 0.3)^2; at lr 0.8 it exits with an error, at 0.2 it prints a JSON line)."""
+    script = Path(__file__).with_name("trial_script.py")
+    cmd = (f"{sys.executable} {script} --lr {{lr}} --seed {{seed}} --schedule {{schedule}} "
+           "--steps {steps}")
+    db = str(tmp_path / "a.db")
+    code = main(["advise", "--command", cmd, "--lr", "0.05", "--steps", "30", "--budget", "10",
+                 "--processes", "2", "--timeout", "30", "--storage", db, "--study", "c",
+                 "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "No learning-rate-free run: your code picks its own optimizer." in out
+    assert "your script's optimizer with the" in out
+    a = load_advice("c", db)
+    assert a.free is None and a.grid_factor == 4.0
+    study = Study.open(a.study, None, db)
+    assert study.settings.kind == "command"
+    # the pilot, 8 grid runs and one follow-up past the high edge: lr 0.8, which fails
+    fails = study.failures()
+    assert len(fails) == 1 and fails["lr"].iloc[0] == pytest.approx(0.8)
+    assert "out of memory (simulated)" in fails["error"].iloc[0]
+    assert a.runs_spent == 10 and len(study.results()) == 9
+    assert a.lr == pytest.approx(0.2) and a.final_loss < 1e-6
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--command", "x {lr}", "--steps", "10"], "--command needs --lr"),
+        (["--command", "x {lr}", "--steps", "10", "--lr", "0.1", "--task-option", "a=1"],
+         "--task-option does not apply"),
+        (["--task", "iris_logreg", "--timeout", "3"], "are for --command"),
+    ],
+)
+def test_command_options_are_one_line_errors(tmp_path, capsys, argv, needle):
+    code = main(["advise", *argv, "--storage", str(tmp_path / "a.db"), "--out",
+                 str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_advise_a_trial_function(tmp_path):
+    from trial_fns import quadratic
+
+    db = str(tmp_path / "a.db")
+    a = advise(train_fn=quadratic, lr=0.05, steps=30, budget=9, storage=db, study="f",
+               processes=2)
+    study = Study.open(a.study, None, db)
+    assert study.settings.kind == "function" and a.free is None
+    assert a.task == study.settings.task and a.task.endswith("quadratic")
+    # the pilot and the 8 grid runs: all complete, the pilot among them
+    assert len(study.results()) == 9 and a.runs_spent == 9
+    best = study.results().sort_values("final_loss").iloc[0]
+    assert (a.schedule, a.lr, a.final_loss) == (best["schedule"], best["lr"],
+                                                best["final_loss"])
+    with pytest.raises(ValueError, match="give one of a task, a command or a train_fn"):
+        advise("iris_logreg", train_fn=quadratic, storage=db, study="g")
+    with pytest.raises(ValueError, match="a train_fn needs steps"):
+        advise(train_fn=quadratic, lr=0.1, storage=db, study="g")

@@ -25,15 +25,29 @@ def register(subparsers) -> None:
             "recommendation and writes advice.txt, advice.json and advice.png to --out."
         ),
     )
-    p.add_argument("--task", required=True,
-                   help="task name or your own builder: pkg.mod:builder or path/file.py:builder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--task",
+                      help="task name or your own builder: pkg.mod:builder or "
+                      "path/file.py:builder")
+    what.add_argument("--command", metavar="TEMPLATE",
+                      help="advise your own script instead of a task: a shell command with "
+                      "placeholders {lr}, {seed}, {schedule}, {steps}, as lrlab sweep --command "
+                      "runs it (it reports grad_norm with lrlab.report for the refined "
+                      "schedule). Needs --lr and --steps")
+    p.add_argument("--workdir", help="with --command: the folder it runs in (default: here)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --command: a run taking longer is killed and stored as failed")
+    p.add_argument("--processes", type=int, default=1,
+                   help="with --command: runs at a time (default 1)")
     p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
                    help="option of the task builder, repeatable")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="RUNS",
                    help=f"runs to spend, the pilot included (default {DEFAULT_BUDGET}, min 4)")
     p.add_argument("--lr", type=float, help="the pilot's peak lr (default: the task's default lr)")
     p.add_argument("--steps", type=int, help="steps per run (default: the task's)")
-    p.add_argument("--optimizer", help="batched optimizer (default: the task's)")
+    p.add_argument("--optimizer", help="batched optimizer (default: the task's); with "
+                   "--command, what your script uses: an Adam-like name makes the pilot read "
+                   "grad_norm_l1")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--storage", default="sqlite:///lrlab.db", help="Optuna RDB URL or file")
     p.add_argument("--study", default=DEFAULT_STUDY,
@@ -64,7 +78,19 @@ def advise_command(args: argparse.Namespace) -> int:
         if not eq:
             raise ValueError(f"--task-option must be KEY=VALUE, got {item!r}")
         options[key.strip()] = _value(val.strip())
-    if args.optimizer is not None:
+    if args.command is None:
+        if args.workdir is not None or args.timeout is not None or args.processes != 1:
+            raise ValueError("--workdir, --timeout and --processes are for --command")
+    else:
+        if args.lr is None or args.steps is None:
+            raise ValueError("--command needs --lr (the pilot's) and --steps (the horizon)")
+        if options:
+            raise ValueError("--command trains with your own code: --task-option does not apply")
+        if args.processes < 1:
+            raise ValueError(f"--processes must be >= 1, got {args.processes}")
+        if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise ValueError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
+    if args.optimizer is not None and args.command is None:
         from lrlab.train.methods import BATCHED_METHODS
 
         if args.optimizer not in BATCHED_METHODS:
@@ -73,9 +99,13 @@ def advise_command(args: argparse.Namespace) -> int:
             )
     from lrlab.tune.advise import advise, write_report
 
+    extra = {} if args.command is None else {
+        "command": args.command, "workdir": args.workdir, "timeout": args.timeout,
+        "processes": args.processes}
     advice = advise(
         args.task,
         args.budget,
+        **extra,
         task_options=options,
         lr=args.lr,
         steps=args.steps,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -57,6 +58,7 @@ import numpy as np
 from lrlab._checks import check_int
 from lrlab.refine import refine
 from lrlab.schedules import Constant, Linear, Schedule
+from lrlab.tasks.spec import callable_spec
 from lrlab.train.types import RunConfig, RunResult
 from lrlab.tune import lease, pilot
 from lrlab.tune.executors import CURVE_POINTS, Executor, resolve_task
@@ -68,6 +70,7 @@ from lrlab.tune.study import (
     SETTINGS_ATTR,
     Study,
     open_storage,
+    outcome_result,
     plain_storage_errors,
     storage_url,
     study_names,
@@ -198,7 +201,7 @@ class Advice:
     within_5pct: tuple[float, float]
     grid_factor: float
     factor_per_schedule: dict[str, float]
-    free: dict[str, Any]
+    free: dict[str, Any] | None
     pilots: list[dict[str, Any]]
     points: list[dict[str, Any]]
     runs_spent: float
@@ -225,16 +228,19 @@ class Advice:
         if self.test_metric is not None:
             metric = f", {self.metric_name or 'metric'} {self.test_metric:.4g}"
         p = self.pilots[-1]
+        who = self.optimizer if self.free else "your script's optimizer"
         lines = [
-            f"Recommendation for {self.task}: {self.optimizer} with the {self.schedule} schedule "
+            f"Recommendation for {self.task}: {who} with the {self.schedule} schedule "
             f"at peak lr {self.lr:.4g}, {self.steps} steps.",
             f"Expected final loss {self.final_loss:.5g}{metric} (seed 0).",
             f"Peaks within 1 % of it: {self.within_1pct[0]:.4g} .. {self.within_1pct[1]:.4g}; "
             f"within 5 %: {self.within_5pct[0]:.4g} .. {self.within_5pct[1]:.4g} (measured grid "
             "points; the grid's resolution limits these ranges).",
         ]
-        free = self.free
-        if free["final_loss"] is None:
+        free = self.free or {}
+        if not free:
+            pass  # a command: no learning-rate-free run (a message says so)
+        elif free["final_loss"] is None:
             lines.append(f"The learning-rate-free baseline ({free['optimizer']}, lr 1, constant) "
                          "diverged.")
         else:
@@ -249,13 +255,12 @@ class Advice:
             f"{p['lr']:.4g} gave the gradient norms of the refined schedule; the theory's bound "
             f"for a peak off by a factor rho (lrlab.theory.rho_curve) lets a grid of factor "
             f"{self.grid_factor:.3g} cost at most {TOLERANCE:g}x the best bound for the "
-            "annealed schedules ("
-            + ", ".join(f"{k} alone: {v:.3g}" for k, v in self.factor_per_schedule.items())
-            + "); annealing makes an over-estimated peak cheap, so their grid can be coarse. "
-            "A constant lr shares that grid; where it is best, the follow-up's midpoints bring "
-            "its grid to the finer factor it needs. The three schedules were tried around the "
-            "pilot's lr, then the best point's schedule got the runs left (the edge rule past "
-            "an edge, a midpoint inside).",
+            "annealed schedules (the largest factor each schedule tolerates alone: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in self.factor_per_schedule.items())
+            + "); annealing makes an over-estimated peak cheap, so the grid can be coarse. "
+            "The three schedules were tried on that grid around the pilot's lr, then the best "
+            "point's schedule got the runs left (the edge rule past an edge, a midpoint "
+            "inside).",
             f"Why this schedule: it had the lowest measured loss of the three; the refined "
             f"schedule follows the pilot's gradient norms (peak at step "
             f"{self.refined['pilot']['peak_step']}, anneal fraction "
@@ -296,6 +301,20 @@ class _Batch(Executor):
             yield i, res[: len(batch)]
 
 
+def _train(st: Study, device: str, processes: int, timeout: float | None,
+           extra: Sequence[RunConfig] = ()) -> tuple[int, list[RunResult]]:
+    """Train the study's pending trials (a batched task: one batch, with the ``extra``
+    configurations riding along; a command: ``processes`` at a time); return how many trials
+    were told and the extra runs' results."""
+    if st.settings.kind == "batched":
+        ex = _Batch(device, extra)
+        return st.run(ex), ex.extra_results
+    from lrlab.tune.trial_executors import LocalTrials
+
+    with LocalTrials(processes, timeout=timeout) as ex:
+        return st.run(ex), []
+
+
 def _loss(res: RunResult) -> float | None:
     if res.diverged or not math.isfinite(res.final_loss):
         return None
@@ -332,6 +351,27 @@ def _create(name: str, url: str, settings: StudySettings, refined: dict[str, Any
     return out
 
 
+def _pilot_run(settings: StudySettings, lr0: float, device: str) -> tuple[RunResult, np.ndarray]:
+    """Train the pilot (linear decay at ``lr0``, seed 0): its result and per-step gradient
+    norms (the norm ``pilot_norm`` names). A command that fails is a one-line ValueError."""
+    cfg = pilot.pilot_config(settings, lr0)
+    l1 = pilot.pilot_norm(settings.optimizer) == "l1"
+    if settings.kind == "batched":
+        from lrlab.train import run_config
+
+        task = resolve_task(settings.task_spec)
+        res = run_config(task, cfg, record_grad_norms=True, curve_points=1, device=device)
+        return res, np.asarray(res.grad_norm_l1 if l1 else res.grad_norm_l2, dtype=np.float64)
+    out = pilot.run_trial(settings, cfg)
+    where = f"the pilot run (linear decay, lr {lr0:.4g}, seed 0)"
+    if out["status"] != "ok":
+        raise ValueError(f"{where} failed: {pilot.last_error_line(out)}")
+    res = outcome_result(out)
+    if res.diverged:
+        return res, np.full(settings.steps, np.nan)
+    return res, pilot.trial_norms(settings, out, where)
+
+
 def load_advice(study: str, storage: str = DEFAULT_STORAGE) -> Advice:
     """The stored advice of ``study`` (the name given to ``advise``, or its ``-advise``
     study); ValueError if there is none."""
@@ -344,9 +384,14 @@ def load_advice(study: str, storage: str = DEFAULT_STORAGE) -> Advice:
 
 
 def advise(
-    task: str,
+    task: str | None = None,
     budget: int = 12,
     *,
+    command: str | None = None,
+    train_fn: Callable[[Any], Any] | None = None,
+    workdir: str | None = None,
+    timeout: float | None = None,
+    processes: int = 1,
     task_options: Mapping[str, Any] | None = None,
     lr: float | None = None,
     steps: int | None = None,
@@ -356,14 +401,20 @@ def advise(
     device: str = "cpu",
     say: Callable[[str], None] | None = None,
 ) -> Advice:
-    """Advise a schedule and peak lr for ``task`` within ``budget`` runs (see the module
-    docstring). ``lr``: the pilot's lr (default: the task's ``default_lr``); ``optimizer``:
-    default the task's ``default_optimizer``; ``say``: called with progress messages.
+    """Advise a schedule and peak lr within ``budget`` runs (see the module docstring) for a
+    batched ``task`` (a name or ``path/file.py:builder``) or a ``command``: a shell template
+    of your own training script, as ``lrlab sweep --command`` runs it (placeholders ``{lr}``,
+    ``{seed}``, ``{schedule}``, ``{steps}``, ...; it reports with ``lrlab.report``, gradient
+    norms included for the refined schedule), in ``workdir``, each run killed after
+    ``timeout`` seconds, ``processes`` at a time. A command needs ``lr`` and ``steps``, and
+    gets no learning-rate-free run (its script picks its optimizer).
 
-    Example: ``advise("digits_logreg", budget=6, task_options={"l2": 0.01}).text()``.
+    ``lr``: the pilot's lr (default: the task's ``default_lr``); ``optimizer``: default the
+    task's ``default_optimizer`` (for a command: ``"sgd"``; an Adam-like name makes the pilot
+    read ``grad_norm_l1``); ``say``: called with progress messages.
+
+    Example: ``advise("digits_logreg", budget=8, task_options={"l2": 0.01}).text()``.
     """
-    from lrlab.train import run_config
-
     say = say or (lambda _msg: None)
     budget = check_int("budget", budget, lo=1)
     if budget < MIN_BUDGET:
@@ -374,13 +425,41 @@ def advise(
     if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     options = dict(task_options or {})
-    task_obj = resolve_task({"name": task, **options})
-    steps = task_obj.default_steps if steps is None else check_int("steps", steps, lo=1)
-    optimizer = optimizer or task_obj.default_optimizer
-    base = StudySettings(
-        task, SCHEDULES, task_options=options, lrs=(1.0,), steps=steps, optimizer=optimizer,
-        device=device,
-    )
+    given = [x for x in (task, command, train_fn) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give one of a task, a command or a train_fn")
+    batched = task is not None
+    if batched:
+        if (workdir, timeout, processes) != (None, None, 1):
+            raise ValueError("workdir, timeout and processes are for a command or a train_fn")
+        task_obj = resolve_task({"name": task, **options})
+        steps = task_obj.default_steps if steps is None else check_int("steps", steps, lo=1)
+        optimizer = optimizer or task_obj.default_optimizer
+        base = StudySettings(
+            task, SCHEDULES, task_options=options, lrs=(1.0,), steps=steps,
+            optimizer=optimizer, device=device,
+        )
+        label, metric_name = task, task_obj.metric_name
+        lr0 = float(task_obj.default_lr if lr is None else lr)
+    else:
+        what = "a command" if command is not None else "a train_fn"
+        if options:
+            raise ValueError(f"task options are for a task, not {what}")
+        if steps is None or lr is None:
+            raise ValueError(f"{what} needs steps (the schedules' horizon) and lr (the "
+                             "pilot's: your code's usual learning rate)")
+        if command is None and workdir is not None:
+            raise ValueError("workdir is for a command")
+        processes = check_int("processes", processes, lo=1)
+        optimizer = optimizer or "sgd"
+        spec = command if command is not None else callable_spec(train_fn)
+        base = StudySettings(
+            spec, SCHEDULES, lrs=(1.0,), steps=check_int("steps", steps, lo=1),
+            optimizer=optimizer, kind="command" if command is not None else "function",
+            timeout=timeout, workdir=(workdir or os.getcwd()) if command is not None else None,
+            pilot_lr=float(lr),
+        )
+        label, metric_name, lr0 = spec, None, float(lr)
     url = storage_url(storage)
     name = study + SUFFIX
     if name in study_names(open_storage(url)):
@@ -389,18 +468,19 @@ def advise(
             "load_advice) or choose another --study"
         )
     norm = pilot.pilot_norm(optimizer)
+    free_runs = 1 if batched else 0  # the learning-rate-free run
     used = 0  # runs
     messages: list[str] = []
+    if not batched:
+        messages.append("No learning-rate-free run: your code picks its own optimizer.")
 
     # 1. the pilot, retried at lr / 4 while it diverges and the budget allows
-    lr0 = float(task_obj.default_lr if lr is None else lr)
     pilots: list[dict[str, Any]] = []
     while True:
         settings = dataclasses.replace(base, pilot_lr=lr0)
-        cfg = pilot.pilot_config(settings, lr0)
         say(f"pilot: linear decay at lr {lr0:.4g}, {steps} steps")
-        res = run_config(task_obj, cfg, record_grad_norms=True, curve_points=1, device=device)
-        start = float(res.curve_loss[0])  # step 0: every seed-0 run starts there
+        res, norms = _pilot_run(settings, lr0, device)
+        start = float(res.curve_loss[0]) if len(res.curve_loss) else math.inf  # step 0
         used += 1
         pilots.append(
             {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
@@ -410,15 +490,15 @@ def advise(
         if res.diverged or not math.isfinite(res.final_loss):
             why = f"diverged at step {res.diverged_at}"
         else:
-            norms = res.grad_norm_l1 if norm == "l1" else res.grad_norm_l2
             try:
-                out = refine(
-                    np.asarray(norms, dtype=np.float64), norm=norm, tau=pilot.TAU, steps=steps
-                )
+                with warnings.catch_warnings():
+                    if not batched:  # steps the script did not report are gaps
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                    out = refine(norms, norm=norm, tau=pilot.TAU, steps=steps)
                 break
             except ValueError as exc:
                 why = f"gave gradient norms that cannot be refined ({exc})"
-        if budget - used - 2 < 2:  # a retry must leave two grid points and the lr-free run
+        if budget - used - free_runs < 2:  # a retry must leave two grid points
             raise ValueError(
                 f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
                 "room for another try; give a smaller --lr"
@@ -449,7 +529,7 @@ def advise(
     tried = {(p["schedule"], _lr_key(p["lr"])) for p in pilots}
     cands = grid_candidates(lr0, factor)
     measured = [(s, x) for s, x in cands if (s, _lr_key(x)) in tried]
-    grid = [c for c in cands if c not in measured][: budget - used - 1]  # - the lr-free run
+    grid = [c for c in cands if c not in measured][: budget - used - free_runs]
     settings = dataclasses.replace(base, lrs=(lr0,), pilot_lr=lr0)
     st = _create(name, url, settings, refined)
     for sched, x in grid + measured:
@@ -457,16 +537,17 @@ def advise(
     for p in pilots:
         st.record("linear", p["lr"], pilot.PILOT_SEED, p["result"], "pilot")
     free_name = FREE_METHODS[norm]
-    free_cfg = RunConfig(1.0, Constant(), seed=0, steps=steps, optimizer=free_name)
-    ex = _Batch(device, [free_cfg])
+    extra = []
+    if batched:
+        extra = [RunConfig(1.0, Constant(), seed=0, steps=steps, optimizer=free_name)]
     say(
         "grid: " + "; ".join(
             f"{sched} at lr {', '.join(f'{x:.4g}' for s2, x in grid if s2 == sched)}"
             for sched in SCHEDULES if any(s2 == sched for s2, _ in grid)
-        ) + f" (factor {factor:.3g}) and {free_name} at lr 1, one batch"
+        ) + f" (factor {factor:.3g})" + (f" and {free_name} at lr 1, one batch" if batched else "")
     )
-    used += st.run(ex) + 1
-    free_res = ex.extra_results[0]
+    told, free = _train(st, device, processes, timeout, extra)
+    used += told + free_runs
 
     # 4. follow-up rounds with the runs left, on the best point's schedule
     while budget - used >= 1:
@@ -475,7 +556,7 @@ def advise(
             break
         say(f"{why}: adding {sched} at lr {new:.4g}")
         messages.append(f"{why[0].upper()}{why[1:]}: added {sched} at lr {new:.4g}.")
-        told = st.run(_Batch(device))
+        told, _ = _train(st, device, processes, timeout)
         used += told
         if told == 0:
             break
@@ -503,7 +584,7 @@ def advise(
     sv = [math.inf if p["final_loss"] is None else p["final_loss"] for p in same]
     member_steps = used * steps
     advice = Advice(
-        task=settings.task,
+        task=label,
         task_options=options,
         optimizer=optimizer,
         steps=steps,
@@ -512,13 +593,14 @@ def advise(
         lr=best["lr"],
         final_loss=best["final_loss"],
         test_metric=best["test_metric"],
-        metric_name=task_obj.metric_name,
+        metric_name=metric_name,
         within_1pct=_within(sl, sv, 0.01),
         within_5pct=_within(sl, sv, 0.05),
         grid_factor=factor,
         factor_per_schedule=per,
-        free={"optimizer": free_name, "lr": 1.0, "schedule": "constant",
-              "final_loss": _loss(free_res), "test_metric": free_res.test_metric},
+        free=None if not free else {
+            "optimizer": free_name, "lr": 1.0, "schedule": "constant",
+            "final_loss": _loss(free[0]), "test_metric": free[0].test_metric},
         pilots=[{k: v for k, v in p.items() if k != "result"} for p in pilots],
         points=points,
         runs_spent=member_steps / steps,
@@ -556,7 +638,7 @@ def plot(advice: Advice, path: str) -> str:
                     label=f"{sched}: diverged")
     ax.axvspan(*advice.within_5pct, color="tab:green", alpha=0.08, label="within 5 %")
     ax.axvspan(*advice.within_1pct, color="tab:green", alpha=0.18, label="within 1 %")
-    if advice.free["final_loss"] is not None:
+    if advice.free is not None and advice.free["final_loss"] is not None:
         ax.axhline(advice.free["final_loss"], color="gray", ls=":",
                    label=f"{advice.free['optimizer']} (lr-free)")
     ax.plot([advice.lr], [advice.final_loss], "*", ms=16, color="gold", mec="black",

@@ -92,22 +92,41 @@ def _trial_pilot(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     """The pilot of a study of trial functions or commands: one trial (trial number -1) with
     linear decay, ``pilot_lr`` and seed 0, run like the others (a worker process or a
     subprocess); its reported ``grad_norm`` (l2) or ``grad_norm_l1`` per step."""
+    cfg = pilot_config(settings, settings.pilot_lr)
+    out = run_trial(settings, cfg)
+    where = f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed 0)"
+    if out["status"] != "ok":
+        raise ValueError(f"{where} failed: {last_error_line(out)}")
+    if out["diverged"]:
+        raise ValueError(f"{where} diverged; choose a smaller pilot_lr (--pilot-lr)")
+    return cfg, trial_norms(settings, out, where)
+
+
+def run_trial(settings: StudySettings, cfg: RunConfig, name: str = "linear") -> dict[str, Any]:
+    """Run ``cfg`` (lr, schedule labelled ``name``, seed) once as a trial of ``settings``
+    (trial number -1, in a worker process or a subprocess, under the study's timeout);
+    return its outcome."""
     import tempfile
 
     from lrlab.tune.trial_executors import LocalTrials
 
-    cfg = pilot_config(settings, settings.pilot_lr)
-    norm = pilot_norm(settings.optimizer)
     with tempfile.TemporaryDirectory(prefix="lrlab-pilot-") as files:
-        spec = settings.trial_spec(-1, {"lr": cfg.lr}, cfg.seed, "linear", cfg.schedule, files)
-        with LocalTrials(1) as ex:
+        spec = settings.trial_spec(-1, {"lr": cfg.lr}, cfg.seed, name, cfg.schedule, files)
+        with LocalTrials(1, timeout=settings.timeout) as ex:
             ((_, out),) = list(ex.map_trials([spec]))
-    where = f"the pilot run for the refined schedule (linear decay, lr {cfg.lr:g}, seed 0)"
-    if out["status"] != "ok":
-        last = out["error"].strip().splitlines()[-1] if out["error"].strip() else "no reason"
-        raise ValueError(f"{where} failed: {last}")
-    if out["diverged"]:
-        raise ValueError(f"{where} diverged; choose a smaller pilot_lr (--pilot-lr)")
+    return out
+
+
+def last_error_line(out: dict[str, Any]) -> str:
+    """The last line of a failed trial's error, or ``"no reason"``."""
+    text = str(out.get("error") or "").strip()
+    return text.splitlines()[-1] if text else "no reason"
+
+
+def trial_norms(settings: StudySettings, out: dict[str, Any], where: str) -> np.ndarray:
+    """The per-step gradient norms a trial reported (NaN where it reported none);
+    ValueError naming ``where`` if it reported none at all."""
+    norm = pilot_norm(settings.optimizer)
     key = "grad_norms_l1" if norm == "l1" else "grad_norms"
     steps = np.asarray(out["steps"], dtype=np.int64)
     vals = np.asarray(out[key], dtype=np.float64)
@@ -120,7 +139,7 @@ def _trial_pilot(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     norms = np.full(settings.steps, np.nan)
     ok = (steps >= 0) & (steps < settings.steps)
     norms[steps[ok]] = vals[ok]
-    return cfg, norms
+    return norms
 
 
 def derive_refined(settings: StudySettings) -> dict[str, Any]:

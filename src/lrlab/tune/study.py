@@ -150,6 +150,25 @@ def _key(params: dict[str, Any], searched: Sequence[str]) -> Key:
     return (str(params["schedule"]), int(params["seed"]), point)
 
 
+def outcome_result(out: dict[str, Any]) -> RunResult:
+    """A successful trial outcome (``lrlab.tune.trials``) as a ``RunResult`` (no config; the
+    reported curve thinned to ``CURVE_POINTS``)."""
+    steps = np.asarray(out["steps"], dtype=np.int64)
+    losses = np.asarray(out["losses"], dtype=np.float64)
+    if steps.size > CURVE_POINTS:
+        keep = np.unique(np.linspace(0, steps.size - 1, CURVE_POINTS).round().astype(int))
+        steps, losses = steps[keep], losses[keep]
+    return RunResult(
+        config=None,  # type: ignore[arg-type]
+        final_loss=math.inf if out["loss"] is None else float(out["loss"]),
+        test_metric=out["metric"],
+        diverged=bool(out["diverged"]),
+        diverged_at=out["diverged_at"],
+        curve_steps=steps,
+        curve_loss=losses,
+    )
+
+
 def _run_attrs(res: RunResult) -> dict[str, Any]:
     """A trial's user attributes ``diverged`` and ``run`` for a training result."""
     diverged = bool(res.diverged) or not math.isfinite(res.final_loss)
@@ -537,21 +556,7 @@ class Study:
             trial.set_user_attr(ERROR_ATTR, str(out["error"]))
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             return
-        steps = np.asarray(out["steps"], dtype=np.int64)
-        losses = np.asarray(out["losses"], dtype=np.float64)
-        if steps.size > CURVE_POINTS:
-            keep = np.unique(np.linspace(0, steps.size - 1, CURVE_POINTS).round().astype(int))
-            steps, losses = steps[keep], losses[keep]
-        res = RunResult(
-            config=None,  # type: ignore[arg-type]
-            final_loss=math.inf if out["loss"] is None else float(out["loss"]),
-            test_metric=out["metric"],
-            diverged=bool(out["diverged"]),
-            diverged_at=out["diverged_at"],
-            curve_steps=steps,
-            curve_loss=losses,
-        )
-        self._tell(trial, res)
+        self._tell(trial, outcome_result(out))
 
     def ask(self, files: str) -> dict[str, Any] | None:
         """Claim the next waiting trial for an external launcher; None when none is waiting.
