@@ -46,6 +46,7 @@ every advised run on its grid from it (``lrlab.tune.reuse``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -301,18 +302,46 @@ class _Batch(Executor):
             yield i, res[: len(batch)]
 
 
-def _train(st: Study, device: str, processes: int, timeout: float | None,
-           extra: Sequence[RunConfig] = ()) -> tuple[int, list[RunResult]]:
-    """Train the study's pending trials (a batched task: one batch, with the ``extra``
-    configurations riding along; a command: ``processes`` at a time); return how many trials
-    were told and the extra runs' results."""
-    if st.settings.kind == "batched":
-        ex = _Batch(device, extra)
-        return st.run(ex), ex.extra_results
+@contextlib.contextmanager
+def _trial_pool(batched: bool, processes: int, timeout: float | None):
+    """The worker pool the runs of a command or a trial function share (None for a task)."""
+    if batched:
+        yield None
+        return
     from lrlab.tune.trial_executors import LocalTrials
 
-    with LocalTrials(processes, timeout=timeout) as ex:
-        return st.run(ex), []
+    with LocalTrials(processes, timeout=timeout) as pool:
+        yield pool
+
+
+def _train(st: Study, device: str, pool: Any, extra: Sequence[RunConfig] = ()
+           ) -> tuple[int, list[RunResult]]:
+    """Train the study's pending trials (a batched task: one batch, with the ``extra``
+    configurations riding along; a command or a function: on ``pool``); return how many
+    trials were told and the extra runs' results."""
+    if pool is None:
+        ex = _Batch(device, extra)
+        return st.run(ex), ex.extra_results
+    return st.run(pool), []
+
+
+def _points(df, pilots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every measured (schedule, lr): the study's runs (``results()``) and the pilots not
+    stored in it, with final loss and test metric (None: diverged or none)."""
+    points = [
+        {"schedule": r.schedule, "lr": float(r.lr),
+         "final_loss": None if r.diverged else float(r.final_loss),
+         "test_metric": None if r.diverged or math.isnan(r.test_metric)
+         else float(r.test_metric)}
+        for r in df.itertuples()
+    ]
+    on_grid = {_lr_key(p["lr"]) for p in points if p["schedule"] == "linear"}
+    points += [
+        {"schedule": "linear", "lr": p["lr"], "final_loss": p["final_loss"],
+         "test_metric": p["test_metric"]}
+        for p in pilots if _lr_key(p["lr"]) not in on_grid
+    ]
+    return points
 
 
 def _loss(res: RunResult) -> float | None:
@@ -351,7 +380,8 @@ def _create(name: str, url: str, settings: StudySettings, refined: dict[str, Any
     return out
 
 
-def _pilot_run(settings: StudySettings, lr0: float, device: str) -> tuple[RunResult, np.ndarray]:
+def _pilot_run(settings: StudySettings, lr0: float, device: str,
+               pool: Any) -> tuple[RunResult, np.ndarray]:
     """Train the pilot (linear decay at ``lr0``, seed 0): its result and per-step gradient
     norms (the norm ``pilot_norm`` names). A command that fails is a one-line ValueError."""
     cfg = pilot.pilot_config(settings, lr0)
@@ -362,7 +392,7 @@ def _pilot_run(settings: StudySettings, lr0: float, device: str) -> tuple[RunRes
         task = resolve_task(settings.task_spec)
         res = run_config(task, cfg, record_grad_norms=True, curve_points=1, device=device)
         return res, np.asarray(res.grad_norm_l1 if l1 else res.grad_norm_l2, dtype=np.float64)
-    out = pilot.run_trial(settings, cfg)
+    out = pilot.run_trial(settings, cfg, pool=pool)
     where = f"the pilot run (linear decay, lr {lr0:.4g}, seed 0)"
     if out["status"] != "ok":
         raise ValueError(f"{where} failed: {pilot.last_error_line(out)}")
@@ -474,146 +504,137 @@ def advise(
     if not batched:
         messages.append("No learning-rate-free run: your code picks its own optimizer.")
 
-    # 1. the pilot, retried at lr / 4 while it diverges and the budget allows
-    pilots: list[dict[str, Any]] = []
-    while True:
-        settings = dataclasses.replace(base, pilot_lr=lr0)
-        say(f"pilot: linear decay at lr {lr0:.4g}, {steps} steps")
-        res, norms = _pilot_run(settings, lr0, device)
-        start = float(res.curve_loss[0]) if len(res.curve_loss) else math.inf  # step 0
-        used += 1
-        pilots.append(
-            {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
-             "diverged_at": res.diverged_at, "test_metric": res.test_metric, "result": res}
-        )
-        why = None
-        if res.diverged or not math.isfinite(res.final_loss):
-            why = f"diverged at step {res.diverged_at}"
-        else:
-            try:
-                with warnings.catch_warnings():
-                    if not batched:  # steps the script did not report are gaps
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                    out = refine(norms, norm=norm, tau=pilot.TAU, steps=steps)
-                break
-            except ValueError as exc:
-                why = f"gave gradient norms that cannot be refined ({exc})"
-        if budget - used - free_runs < 2:  # a retry must leave two grid points
-            raise ValueError(
-                f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
-                "room for another try; give a smaller --lr"
+    with _trial_pool(batched, processes, timeout) as pool:
+        # 1. the pilot, retried at lr / 4 while it diverges and the budget allows
+        pilots: list[dict[str, Any]] = []
+        while True:
+            settings = dataclasses.replace(base, pilot_lr=lr0)
+            say(f"pilot: linear decay at lr {lr0:.4g}, {steps} steps")
+            res, norms = _pilot_run(settings, lr0, device, pool)
+            start = float(res.curve_loss[0]) if len(res.curve_loss) else math.inf  # step 0
+            used += 1
+            pilots.append(
+                {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
+                 "diverged_at": res.diverged_at, "test_metric": res.test_metric, "result": res}
             )
-        msg = (
-            f"the pilot at lr {lr0:.4g} {why}; retrying at lr {lr0 / RETRY_DIVISOR:.4g} "
-            f"(lr / {RETRY_DIVISOR:g})"
+            why = None
+            if res.diverged or not math.isfinite(res.final_loss):
+                why = f"diverged at step {res.diverged_at}"
+            else:
+                try:
+                    with warnings.catch_warnings():
+                        if not batched:  # steps the script did not report are gaps
+                            warnings.simplefilter("ignore", RuntimeWarning)
+                        out = refine(norms, norm=norm, tau=pilot.TAU, steps=steps)
+                    break
+                except ValueError as exc:
+                    why = f"gave gradient norms that cannot be refined ({exc})"
+            if budget - used - free_runs < 2:  # a retry must leave two grid points
+                raise ValueError(
+                    f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
+                    "room for another try; give a smaller --lr"
+                )
+            msg = (
+                f"the pilot at lr {lr0:.4g} {why}; retrying at lr {lr0 / RETRY_DIVISOR:.4g} "
+                f"(lr / {RETRY_DIVISOR:g})"
+            )
+            say(msg)
+            messages.append("Note: " + msg + ".")
+            lr0 /= RETRY_DIVISOR
+        refined = {
+            "schedule": out.schedule.to_dict(),
+            "pilot": {
+                "schedule": "linear", "lr": lr0, "seed": pilot.PILOT_SEED, "steps": steps,
+                "optimizer": optimizer, "norm": norm, "tau": pilot.TAU,
+                "peak_step": out.report.peak_step, "anneal_fraction": out.report.anneal_fraction,
+            },
+        }
+
+        # 2. the grid factor from theory
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            factor, per = theory_factor({REFINED: out.schedule, "linear": Linear(steps)}, steps)
+            per["constant"] = theory_factor({"constant": Constant()}, steps)[0]
+        # 3. the grid, by priority, and the learning-rate-free run, one batch; a diverged pilot
+        # that lands on the grid is recorded instead of trained again
+        tried = {(p["schedule"], _lr_key(p["lr"])) for p in pilots}
+        cands = grid_candidates(lr0, factor)
+        measured = [(s, x) for s, x in cands if (s, _lr_key(x)) in tried]
+        grid = [c for c in cands if c not in measured][: budget - used - free_runs]
+        settings = dataclasses.replace(base, lrs=(lr0,), pilot_lr=lr0)
+        st = _create(name, url, settings, refined)
+        for sched, x in grid + measured:
+            st.add_lrs(sched, [x])
+        for p in pilots:
+            st.record("linear", p["lr"], pilot.PILOT_SEED, p["result"], "pilot")
+        free_name = FREE_METHODS[norm]
+        extra = []
+        if batched:
+            extra = [RunConfig(1.0, Constant(), seed=0, steps=steps, optimizer=free_name)]
+        say(
+            "grid: " + "; ".join(
+                f"{sched} at lr {', '.join(f'{x:.4g}' for s2, x in grid if s2 == sched)}"
+                for sched in SCHEDULES if any(s2 == sched for s2, _ in grid)
+            ) + f" (factor {factor:.3g})"
+            + (f" and {free_name} at lr 1, one batch" if batched else "")
         )
-        say(msg)
-        messages.append("Note: " + msg + ".")
-        lr0 /= RETRY_DIVISOR
-    refined = {
-        "schedule": out.schedule.to_dict(),
-        "pilot": {
-            "schedule": "linear", "lr": lr0, "seed": pilot.PILOT_SEED, "steps": steps,
-            "optimizer": optimizer, "norm": norm, "tau": pilot.TAU,
-            "peak_step": out.report.peak_step, "anneal_fraction": out.report.anneal_fraction,
-        },
-    }
+        told, free = _train(st, device, pool, extra)
+        used += told + free_runs
 
-    # 2. the grid factor from theory
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        factor, per = theory_factor({REFINED: out.schedule, "linear": Linear(steps)}, steps)
-        per["constant"] = theory_factor({"constant": Constant()}, steps)[0]
-    # 3. the grid, by priority, and the learning-rate-free run, one batch; a diverged pilot
-    # that lands on the grid is recorded instead of trained again
-    tried = {(p["schedule"], _lr_key(p["lr"])) for p in pilots}
-    cands = grid_candidates(lr0, factor)
-    measured = [(s, x) for s, x in cands if (s, _lr_key(x)) in tried]
-    grid = [c for c in cands if c not in measured][: budget - used - free_runs]
-    settings = dataclasses.replace(base, lrs=(lr0,), pilot_lr=lr0)
-    st = _create(name, url, settings, refined)
-    for sched, x in grid + measured:
-        st.add_lrs(sched, [x])
-    for p in pilots:
-        st.record("linear", p["lr"], pilot.PILOT_SEED, p["result"], "pilot")
-    free_name = FREE_METHODS[norm]
-    extra = []
-    if batched:
-        extra = [RunConfig(1.0, Constant(), seed=0, steps=steps, optimizer=free_name)]
-    say(
-        "grid: " + "; ".join(
-            f"{sched} at lr {', '.join(f'{x:.4g}' for s2, x in grid if s2 == sched)}"
-            for sched in SCHEDULES if any(s2 == sched for s2, _ in grid)
-        ) + f" (factor {factor:.3g})" + (f" and {free_name} at lr 1, one batch" if batched else "")
-    )
-    told, free = _train(st, device, processes, timeout, extra)
-    used += told + free_runs
+        # 4. follow-up rounds with the runs left, on the best point's schedule
+        while budget - used >= 1:
+            sched, new, why = follow_up(st.results(), factor, start)
+            if not new or not st.add_lrs(sched, [new]):
+                break
+            say(f"{why}: adding {sched} at lr {new:.4g}")
+            messages.append(f"{why[0].upper()}{why[1:]}: added {sched} at lr {new:.4g}.")
+            told, _ = _train(st, device, pool)
+            used += told
+            if told == 0:
+                break
 
-    # 4. follow-up rounds with the runs left, on the best point's schedule
-    while budget - used >= 1:
-        sched, new, why = follow_up(st.results(), factor, start)
-        if not new or not st.add_lrs(sched, [new]):
-            break
-        say(f"{why}: adding {sched} at lr {new:.4g}")
-        messages.append(f"{why[0].upper()}{why[1:]}: added {sched} at lr {new:.4g}.")
-        told, _ = _train(st, device, processes, timeout)
-        used += told
-        if told == 0:
-            break
-
-    # 5. the answer
-    df = st.results()
-    points = [
-        {"schedule": r.schedule, "lr": float(r.lr),
-         "final_loss": None if r.diverged else float(r.final_loss),
-         "test_metric": None if r.diverged or math.isnan(r.test_metric) else float(r.test_metric)}
-        for r in df.itertuples()
-    ]
-    on_grid = {("linear", _lr_key(p["lr"])) for p in points if p["schedule"] == "linear"}
-    points += [
-        {"schedule": "linear", "lr": p["lr"], "final_loss": p["final_loss"],
-         "test_metric": p["test_metric"]}
-        for p in pilots if ("linear", _lr_key(p["lr"])) not in on_grid
-    ]
-    finite = [p for p in points if p["final_loss"] is not None]
-    if not finite:
-        raise ValueError("every run diverged; give a smaller --lr")
-    best = min(finite, key=lambda p: p["final_loss"])
-    same = [p for p in points if p["schedule"] == best["schedule"]]
-    sl = [p["lr"] for p in same]
-    sv = [math.inf if p["final_loss"] is None else p["final_loss"] for p in same]
-    member_steps = used * steps
-    advice = Advice(
-        task=label,
-        task_options=options,
-        optimizer=optimizer,
-        steps=steps,
-        budget=budget,
-        schedule=best["schedule"],
-        lr=best["lr"],
-        final_loss=best["final_loss"],
-        test_metric=best["test_metric"],
-        metric_name=metric_name,
-        within_1pct=_within(sl, sv, 0.01),
-        within_5pct=_within(sl, sv, 0.05),
-        grid_factor=factor,
-        factor_per_schedule=per,
-        free=None if not free else {
-            "optimizer": free_name, "lr": 1.0, "schedule": "constant",
-            "final_loss": _loss(free[0]), "test_metric": free[0].test_metric},
-        pilots=[{k: v for k, v in p.items() if k != "result"} for p in pilots],
-        points=points,
-        runs_spent=member_steps / steps,
-        member_steps=member_steps,
-        study=name,
-        storage=url,
-        messages=messages,
-        refined=refined,
-    )
-    with plain_storage_errors(url):
-        st.optuna_study.set_user_attr(ADVICE_ATTR, advice.to_dict())
-    st.close()
-    return advice
+        # 5. the answer
+        df = st.results()
+        points = _points(df, pilots)
+        finite = [p for p in points if p["final_loss"] is not None]
+        if not finite:
+            raise ValueError("every run diverged; give a smaller --lr")
+        best = min(finite, key=lambda p: p["final_loss"])
+        same = [p for p in points if p["schedule"] == best["schedule"]]
+        sl = [p["lr"] for p in same]
+        sv = [math.inf if p["final_loss"] is None else p["final_loss"] for p in same]
+        member_steps = used * steps
+        advice = Advice(
+            task=label,
+            task_options=options,
+            optimizer=optimizer,
+            steps=steps,
+            budget=budget,
+            schedule=best["schedule"],
+            lr=best["lr"],
+            final_loss=best["final_loss"],
+            test_metric=best["test_metric"],
+            metric_name=metric_name,
+            within_1pct=_within(sl, sv, 0.01),
+            within_5pct=_within(sl, sv, 0.05),
+            grid_factor=factor,
+            factor_per_schedule=per,
+            free=None if not free else {
+                "optimizer": free_name, "lr": 1.0, "schedule": "constant",
+                "final_loss": _loss(free[0]), "test_metric": free[0].test_metric},
+            pilots=[{k: v for k, v in p.items() if k != "result"} for p in pilots],
+            points=points,
+            runs_spent=member_steps / steps,
+            member_steps=member_steps,
+            study=name,
+            storage=url,
+            messages=messages,
+            refined=refined,
+        )
+        with plain_storage_errors(url):
+            st.optuna_study.set_user_attr(ADVICE_ATTR, advice.to_dict())
+        st.close()
+        return advice
 
 
 def plot(advice: Advice, path: str) -> str:
@@ -626,16 +647,20 @@ def plot(advice: Advice, path: str) -> str:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     finite = [p["final_loss"] for p in advice.points if p["final_loss"] is not None]
-    top = max(finite) * 1.05 if finite else 1.0
-    for sched, style in ((REFINED, "o-"), ("linear", "s--")):
+    # a run far above the others (it blew up) is drawn at the top, like a diverged one
+    top = 10.0 * float(np.median(finite)) if finite else 1.0
+    off = False
+    for sched, style in ((REFINED, "o-"), ("linear", "s--"), ("constant", "^:")):
         pts = sorted((p for p in advice.points if p["schedule"] == sched), key=lambda p: p["lr"])
-        ok = [p for p in pts if p["final_loss"] is not None]
-        bad = [p for p in pts if p["final_loss"] is None]
+        ok = [p for p in pts if p["final_loss"] is not None and p["final_loss"] <= top]
+        bad = [p for p in pts if p not in ok]
         if ok:
             ax.plot([p["lr"] for p in ok], [p["final_loss"] for p in ok], style, label=sched)
         if bad:
-            ax.plot([p["lr"] for p in bad], [top] * len(bad), "x", color="red",
-                    label=f"{sched}: diverged")
+            ax.plot([p["lr"] for p in bad], [top] * len(bad), "x", color="red", ms=9)
+            off = True
+    if off:
+        ax.plot([], [], "x", color="red", label="diverged or blew up (drawn at the top)")
     ax.axvspan(*advice.within_5pct, color="tab:green", alpha=0.08, label="within 5 %")
     ax.axvspan(*advice.within_1pct, color="tab:green", alpha=0.18, label="within 1 %")
     if advice.free is not None and advice.free["final_loss"] is not None:
@@ -644,6 +669,8 @@ def plot(advice: Advice, path: str) -> str:
     ax.plot([advice.lr], [advice.final_loss], "*", ms=16, color="gold", mec="black",
             label=f"recommended: {advice.schedule} @ {advice.lr:.3g}")
     ax.set_xscale("log")
+    if finite and min(finite) > 0:
+        ax.set_yscale("log")
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel("final training loss (seed 0)")
     ax.set_title(f"lrlab advise: {advice.task} ({advice.runs_spent:g} of {advice.budget} runs)")

@@ -102,18 +102,22 @@ def _trial_pilot(settings: StudySettings) -> tuple[RunConfig, np.ndarray]:
     return cfg, trial_norms(settings, out, where)
 
 
-def run_trial(settings: StudySettings, cfg: RunConfig, name: str = "linear") -> dict[str, Any]:
+def run_trial(settings: StudySettings, cfg: RunConfig, name: str = "linear",
+              pool: Any = None) -> dict[str, Any]:
     """Run ``cfg`` (lr, schedule labelled ``name``, seed) once as a trial of ``settings``
-    (trial number -1, in a worker process or a subprocess, under the study's timeout);
-    return its outcome."""
+    (trial number -1, in a worker process or a subprocess, under the study's timeout) on
+    ``pool`` (a trial executor; default: one of its own); return its outcome."""
     import tempfile
 
     from lrlab.tune.trial_executors import LocalTrials
 
     with tempfile.TemporaryDirectory(prefix="lrlab-pilot-") as files:
         spec = settings.trial_spec(-1, {"lr": cfg.lr}, cfg.seed, name, cfg.schedule, files)
-        with LocalTrials(1, timeout=settings.timeout) as ex:
-            ((_, out),) = list(ex.map_trials([spec]))
+        if pool is not None:
+            ((_, out),) = list(pool.map_trials([spec]))
+        else:
+            with LocalTrials(1, timeout=settings.timeout) as ex:
+                ((_, out),) = list(ex.map_trials([spec]))
     return out
 
 
