@@ -380,6 +380,83 @@ def _create(name: str, url: str, settings: StudySettings, refined: dict[str, Any
     return out
 
 
+def _base_settings(task, command, train_fn, options, *, lr, steps, optimizer, workdir,
+                   timeout, processes, device) -> tuple[StudySettings, str, str | None, float]:
+    """The advice study's settings (its lrs are filled in later), the label of what is
+    advised, its metric's name, and the pilot's lr; ValueError for options that do not fit."""
+    given = [x for x in (task, command, train_fn) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give one of a task, a command or a train_fn")
+    if task is not None:
+        if (workdir, timeout, processes) != (None, None, 1):
+            raise ValueError("workdir, timeout and processes are for a command or a train_fn")
+        task_obj = resolve_task({"name": task, **options})
+        base = StudySettings(
+            task, SCHEDULES, task_options=options, lrs=(1.0,),
+            steps=task_obj.default_steps if steps is None else check_int("steps", steps, lo=1),
+            optimizer=optimizer or task_obj.default_optimizer, device=device,
+        )
+        return base, task, task_obj.metric_name, float(task_obj.default_lr if lr is None else lr)
+    what = "a command" if command is not None else "a train_fn"
+    if options:
+        raise ValueError(f"task options are for a task, not {what}")
+    if steps is None or lr is None:
+        raise ValueError(f"{what} needs steps (the schedules' horizon) and lr (the "
+                         "pilot's: your code's usual learning rate)")
+    if command is None and workdir is not None:
+        raise ValueError("workdir is for a command")
+    check_int("processes", processes, lo=1)
+    spec = command if command is not None else callable_spec(train_fn)
+    base = StudySettings(
+        spec, SCHEDULES, lrs=(1.0,), steps=check_int("steps", steps, lo=1),
+        optimizer=optimizer or "sgd", kind="command" if command is not None else "function",
+        timeout=timeout, workdir=(workdir or os.getcwd()) if command is not None else None,
+        pilot_lr=float(lr),
+    )
+    return base, spec, None, float(lr)
+
+
+def _pilots(base: StudySettings, lr0: float, budget: int, free_runs: int, device: str,
+            pool: Any, say: Callable[[str], None], messages: list[str]):
+    """Run the pilot at ``lr0``, retried at lr / 4 while it diverges or its norms cannot be
+    refined and ``budget`` runs leave two grid points besides ``free_runs``; return the
+    pilots' records (the last one refined), the refinement and the final lr."""
+    norm = pilot.pilot_norm(base.optimizer)
+    pilots: list[dict[str, Any]] = []
+    while True:
+        settings = dataclasses.replace(base, pilot_lr=lr0)
+        say(f"pilot: linear decay at lr {lr0:.4g}, {base.steps} steps")
+        res, norms = _pilot_run(settings, lr0, device, pool)
+        pilots.append(
+            {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
+             "diverged_at": res.diverged_at, "test_metric": res.test_metric, "result": res,
+             "start": float(res.curve_loss[0]) if len(res.curve_loss) else math.inf}  # step 0
+        )
+        if res.diverged or not math.isfinite(res.final_loss):
+            why = f"diverged at step {res.diverged_at}"
+        else:
+            try:
+                with warnings.catch_warnings():
+                    if base.kind != "batched":  # steps the code did not report are gaps
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                    out = refine(norms, norm=norm, tau=pilot.TAU, steps=base.steps)
+                return pilots, out, lr0
+            except ValueError as exc:
+                why = f"gave gradient norms that cannot be refined ({exc})"
+        if budget - len(pilots) - free_runs < 2:  # a retry must leave two grid points
+            raise ValueError(
+                f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
+                "room for another try; give a smaller --lr"
+            )
+        msg = (
+            f"the pilot at lr {lr0:.4g} {why}; retrying at lr {lr0 / RETRY_DIVISOR:.4g} "
+            f"(lr / {RETRY_DIVISOR:g})"
+        )
+        say(msg)
+        messages.append("Note: " + msg + ".")
+        lr0 /= RETRY_DIVISOR
+
+
 def _pilot_run(settings: StudySettings, lr0: float, device: str,
                pool: Any) -> tuple[RunResult, np.ndarray]:
     """Train the pilot (linear decay at ``lr0``, seed 0): its result and per-step gradient
@@ -455,41 +532,10 @@ def advise(
     if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     options = dict(task_options or {})
-    given = [x for x in (task, command, train_fn) if x is not None]
-    if len(given) != 1:
-        raise ValueError("give one of a task, a command or a train_fn")
-    batched = task is not None
-    if batched:
-        if (workdir, timeout, processes) != (None, None, 1):
-            raise ValueError("workdir, timeout and processes are for a command or a train_fn")
-        task_obj = resolve_task({"name": task, **options})
-        steps = task_obj.default_steps if steps is None else check_int("steps", steps, lo=1)
-        optimizer = optimizer or task_obj.default_optimizer
-        base = StudySettings(
-            task, SCHEDULES, task_options=options, lrs=(1.0,), steps=steps,
-            optimizer=optimizer, device=device,
-        )
-        label, metric_name = task, task_obj.metric_name
-        lr0 = float(task_obj.default_lr if lr is None else lr)
-    else:
-        what = "a command" if command is not None else "a train_fn"
-        if options:
-            raise ValueError(f"task options are for a task, not {what}")
-        if steps is None or lr is None:
-            raise ValueError(f"{what} needs steps (the schedules' horizon) and lr (the "
-                             "pilot's: your code's usual learning rate)")
-        if command is None and workdir is not None:
-            raise ValueError("workdir is for a command")
-        processes = check_int("processes", processes, lo=1)
-        optimizer = optimizer or "sgd"
-        spec = command if command is not None else callable_spec(train_fn)
-        base = StudySettings(
-            spec, SCHEDULES, lrs=(1.0,), steps=check_int("steps", steps, lo=1),
-            optimizer=optimizer, kind="command" if command is not None else "function",
-            timeout=timeout, workdir=(workdir or os.getcwd()) if command is not None else None,
-            pilot_lr=float(lr),
-        )
-        label, metric_name, lr0 = spec, None, float(lr)
+    base, label, metric_name, lr0 = _base_settings(
+        task, command, train_fn, options, lr=lr, steps=steps, optimizer=optimizer,
+        workdir=workdir, timeout=timeout, processes=processes, device=device)
+    batched, steps, optimizer = base.kind == "batched", base.steps, base.optimizer
     url = storage_url(storage)
     name = study + SUFFIX
     if name in study_names(open_storage(url)):
@@ -499,48 +545,15 @@ def advise(
         )
     norm = pilot.pilot_norm(optimizer)
     free_runs = 1 if batched else 0  # the learning-rate-free run
-    used = 0  # runs
     messages: list[str] = []
     if not batched:
         messages.append("No learning-rate-free run: your code picks its own optimizer.")
 
     with _trial_pool(batched, processes, timeout) as pool:
         # 1. the pilot, retried at lr / 4 while it diverges and the budget allows
-        pilots: list[dict[str, Any]] = []
-        while True:
-            settings = dataclasses.replace(base, pilot_lr=lr0)
-            say(f"pilot: linear decay at lr {lr0:.4g}, {steps} steps")
-            res, norms = _pilot_run(settings, lr0, device, pool)
-            start = float(res.curve_loss[0]) if len(res.curve_loss) else math.inf  # step 0
-            used += 1
-            pilots.append(
-                {"schedule": "linear", "lr": lr0, "final_loss": _loss(res),
-                 "diverged_at": res.diverged_at, "test_metric": res.test_metric, "result": res}
-            )
-            why = None
-            if res.diverged or not math.isfinite(res.final_loss):
-                why = f"diverged at step {res.diverged_at}"
-            else:
-                try:
-                    with warnings.catch_warnings():
-                        if not batched:  # steps the script did not report are gaps
-                            warnings.simplefilter("ignore", RuntimeWarning)
-                        out = refine(norms, norm=norm, tau=pilot.TAU, steps=steps)
-                    break
-                except ValueError as exc:
-                    why = f"gave gradient norms that cannot be refined ({exc})"
-            if budget - used - free_runs < 2:  # a retry must leave two grid points
-                raise ValueError(
-                    f"the pilot at lr {lr0:.4g} {why}, and the budget of {budget} runs leaves no "
-                    "room for another try; give a smaller --lr"
-                )
-            msg = (
-                f"the pilot at lr {lr0:.4g} {why}; retrying at lr {lr0 / RETRY_DIVISOR:.4g} "
-                f"(lr / {RETRY_DIVISOR:g})"
-            )
-            say(msg)
-            messages.append("Note: " + msg + ".")
-            lr0 /= RETRY_DIVISOR
+        pilots, out, lr0 = _pilots(base, lr0, budget, free_runs, device, pool, say, messages)
+        used = len(pilots)
+        start = pilots[-1]["start"]
         refined = {
             "schedule": out.schedule.to_dict(),
             "pilot": {
@@ -622,7 +635,8 @@ def advise(
             free=None if not free else {
                 "optimizer": free_name, "lr": 1.0, "schedule": "constant",
                 "final_loss": _loss(free[0]), "test_metric": free[0].test_metric},
-            pilots=[{k: v for k, v in p.items() if k != "result"} for p in pilots],
+            pilots=[{k: v for k, v in p.items() if k not in ("result", "start")}
+                    for p in pilots],
             points=points,
             runs_spent=member_steps / steps,
             member_steps=member_steps,
