@@ -128,6 +128,13 @@ def test_tolerable_factor():
     assert tolerable_factor(LRS, flat, slack=0.05) > tolerable_factor(LRS, sharp, slack=0.05)
     with pytest.raises(ValueError, match="slack"):
         tolerable_factor(lrs, [1] * 5, slack=-1)
+    # growth stops where the measured grid ends: a best lr at either edge, however flat the
+    # curve, has no measured neighbour on one side, so no misspecification is known to be safe
+    assert tolerable_factor([1, 2, 4], [1.0, 1.0, 1.0]) == 1.0
+    assert tolerable_factor([1, 2, 4], [1.01, 1.01, 1.0]) == 1.0
+    assert tolerable_factor([1, 2], [2.0, 1.0]) == 1.0  # two points: a grid, its best an edge
+    assert math.isnan(tolerable_factor([1], [1.0]))
+    assert math.isnan(tolerable_factor([1, 2], [math.inf, math.nan]))
 
 
 def test_robustness_validates_its_input():

@@ -124,6 +124,27 @@ def test_add_lrs_grows_one_schedule_and_record_stores_an_outside_run(tmp_path) -
     assert marked == [{"schedule": "cosine", "seed": 0, "lr": 2.0}]
 
 
+def test_record_completes_a_waiting_trial(tmp_path) -> None:
+    s = StudySettings(task="digits_logreg", schedules=("constant", "cosine"), lrs=(0.5,),
+                      seeds=(0,), steps=10)
+    study = Study.open("w", s, str(tmp_path / "w.db"))
+    assert study.counts() == {"WAITING": 2}  # opening queues the grid
+    outside = runner(None, [s.config({"lr": 0.5}, "constant", 0)])[0]
+    assert study.record("constant", 0.5, 0, outside, "pilot")
+    assert study.counts() == {"WAITING": 1, "COMPLETE": 1}
+    trained = []
+
+    def counting(task, configs, progress=None):
+        trained.extend((c.schedule.name, c.lr) for c in configs)
+        return runner(task, configs, progress)
+
+    assert study.run(LocalExecutor(runner=counting)) == 1
+    assert trained == [("cosine", 0.5)]
+    df = study.results()
+    assert df[df.schedule == "constant"].final_loss.tolist() == [outside.final_loss]
+    assert len(study.optuna_study.get_trials()) == 2  # no trial added beside the queued one
+
+
 def test_add_lrs_needs_a_grid(tmp_path) -> None:
     s = StudySettings(task="digits_logreg", schedules=("constant",), seeds=(0,), steps=10,
                       random={"bounds": {"lr": (0.1, 1.0)}, "n": 2, "seed": 0})

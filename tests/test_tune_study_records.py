@@ -98,3 +98,21 @@ def test_the_database_is_in_write_ahead_log_mode(tmp_path) -> None:
     Study.open("s", settings(), str(path)).run(LocalExecutor(runner=fake_runner))
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_storage_errors_become_one_line_value_errors_and_others_pass_through() -> None:
+    import sqlite3
+
+    from lrlab.tune.study import plain_storage_errors, storage_url
+
+    with pytest.raises(ValueError, match=r"^storage 'sqlite:///x.db': read-only"):
+        with plain_storage_errors("sqlite:///x.db"):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+    with pytest.raises(KeyError, match="not a database error"):  # unchanged
+        with plain_storage_errors("sqlite:///x.db"):
+            raise KeyError("not a database error")
+    assert storage_url("a.db") == "sqlite:///a.db"
+    assert storage_url("postgresql://h/db") == "postgresql://h/db"
+    for bad in ("", None):
+        with pytest.raises(ValueError, match="storage must be a non-empty URL"):
+            storage_url(bad)

@@ -120,8 +120,8 @@ def fit_exponent(rhos: Sequence[float], gaps: Sequence[float]) -> float:
     if ok.sum() < 2:
         return math.nan
     x, y = np.log(r[ok]), np.log(g[ok])
-    x = x - x.mean()
-    return float((x * (y - y.mean())).sum() / (x * x).sum())
+    x = x - x.mean()  # centred, so the slope needs no centring of y
+    return float((x * y).sum() / (x * x).sum())
 
 
 def _at(lrs: np.ndarray, values: np.ndarray, lr: float) -> float:
