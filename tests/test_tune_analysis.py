@@ -133,6 +133,9 @@ def test_tolerable_factor():
     assert tolerable_factor([1, 2, 4], [1.0, 1.0, 1.0]) == 1.0
     assert tolerable_factor([1, 2, 4], [1.01, 1.01, 1.0]) == 1.0
     assert tolerable_factor([1, 2], [2.0, 1.0]) == 1.0  # two points: a grid, its best an edge
+    # growth stops at the last point on either side, not one past it
+    assert tolerable_factor([1, 2, 4, 8], [1.02, 1.01, 1.0, 1.01]) == 4.0
+    assert tolerable_factor([1, 2, 4, 8], [1.01, 1.0, 1.01, 1.02]) == 4.0
     assert math.isnan(tolerable_factor([1], [1.0]))
     assert math.isnan(tolerable_factor([1, 2], [math.inf, math.nan]))
 

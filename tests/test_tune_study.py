@@ -297,3 +297,66 @@ def test_settings_stored_before_optimizer_options_load():
     assert StudySettings.from_dict(d) == settings(optimizer="adam")
     d.update(momentum=0.5, weight_decay=0.01)
     assert StudySettings.from_dict(d).optimizer_options == {"beta1": 0.5, "weight_decay": 0.01}
+
+
+def test_every_write_of_a_study_needs_its_lease(tmp_path) -> None:
+    """Growing the grid, storing an outside run and training all refuse while another
+    driver (another host, a fresh heartbeat) holds the study."""
+    import time
+
+    db = tmp_path / "l.db"
+    study = Study.open("s", settings(), str(db))
+    study.run(LocalExecutor(runner=fake_runner))
+    res = fake_runner(None, [study.settings.config({"lr": 4.0}, "constant", 0)])[0]
+    study.close()
+    now = time.time()
+    with sqlite3.connect(db) as con:
+        con.execute("insert into lrlab_leases values ('s', 'other', 'elsewhere', 1, ?, ?)",
+                    (now, now))
+    held = "is being run by pid 1 on elsewhere"
+    # reading needs no lease: the study opens, with or without its settings
+    assert len(Study.open("s", settings(), str(db)).results()) == len(study.results())
+    assert len(Study.open("s", None, str(db)).results()) == len(study.results())
+    with pytest.raises(ValueError, match=held):
+        study.add_lrs("constant", [4.0])
+    with pytest.raises(ValueError, match=held):
+        study.extend_edges()
+    with pytest.raises(ValueError, match=held):
+        study.record("constant", 0.5, 0, res, "pilot")
+    with pytest.raises(ValueError, match=held):
+        study.run(LocalExecutor(runner=fake_runner))
+    assert study.extra_lrs == {}
+
+
+def test_a_study_name_must_be_a_non_empty_string(tmp_path) -> None:
+    for bad in ("", None, 3):
+        with pytest.raises(ValueError, match="study name must be a non-empty string"):
+            Study.open(bad, settings(), str(tmp_path / "n.db"))
+
+
+class _Outcomes:
+    """A trial executor that answers each spec at once: lr 0.8 fails, the others complete
+    with loss = lr."""
+
+    parallelism = 1
+
+    def map_trials(self, specs):
+        for i, spec in enumerate(specs):
+            lr = spec["params"]["lr"]
+            if lr == 0.8:
+                yield i, {"status": "failed", "error": "boom"}
+                continue
+            yield i, {"status": "ok", "error": None, "loss": lr, "metric": None,
+                      "diverged": False, "diverged_at": None, "steps": [0], "losses": [1.0]}
+
+
+def test_trials_of_user_code_are_told_one_by_one_with_progress(tmp_path) -> None:
+    s = StudySettings(task="true {lr}", schedules=("constant",), lrs=(0.2, 0.4, 0.8),
+                      seeds=(0,), steps=5, kind="command", workdir=str(tmp_path))
+    study = Study.open("c", s, str(tmp_path / "c.db"))
+    seen = []
+    assert study.run(_Outcomes(), on_batch=lambda told, n: seen.append((told, n))) == 3
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert study.counts() == {"COMPLETE": 2, "FAIL": 1}
+    assert sorted(study.results()["final_loss"]) == [0.2, 0.4]
+    assert study.failures()["error"].tolist() == ["boom"]
