@@ -197,3 +197,32 @@ def test_gaps_within_seed_noise_give_no_exponent():
     # the same data with f* unknown (gaps from 0) are far above the noise: an exponent near 0
     row = robustness(_noisy(f, LRS, range(5), 1e-3, np.random.default_rng(1))).iloc[0]
     assert abs(row.exponent_over) < 0.01 and not row.noise_over
+
+
+def test_the_bootstrap_interval_needs_three_seeds_and_two_gaps() -> None:
+    from lrlab.tune.analysis import _interval
+
+    lrs = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
+    rng = np.random.default_rng(1)
+    base = np.array([1.6, 1.3, 1.0, 1.2, 1.5])
+    losses = base[:, None] + 0.01 * rng.standard_normal((5, 3))
+    both = np.array([True, True])
+    lo, hi = _interval(lrs, losses, (2, 4), 1.0, 0.0, both)
+    assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi
+    assert all(map(math.isnan, _interval(lrs, losses[:, :2], (2, 4), 1.0, 0.0, both)))
+    assert all(map(math.isnan, _interval(lrs, losses, (2, 4), 1.0, 0.0,
+                                         np.array([True, False]))))
+    assert all(map(math.isnan, _interval(lrs, None, (2, 4), 1.0, 0.0, both)))
+
+
+def test_the_noise_rule_reads_the_standard_error_at_the_same_lr() -> None:
+    """Over-estimated lrs with a wide seed spread are noise; under-estimated ones with a tight
+    spread are not: each gap is weighed against the spread at its own lr."""
+    per_lr = {0.25: [1.5, 1.501, 1.499], 0.5: [1.2, 1.201, 1.199], 1.0: [1.0, 1.0, 1.0],
+              2.0: [0.1, 1.1, 2.1], 4.0: [0.1, 1.3, 2.5]}
+    df = pd.DataFrame([{"schedule": "linear", "lr": lr, "seed": k, "final_loss": v,
+                        "diverged": False} for lr, vs in per_lr.items() for k, v in enumerate(vs)])
+    row = robustness(df, rhos=(2, 4)).iloc[0]
+    assert row["best_lr"] == 1.0
+    assert math.isnan(row["exponent_over"])
+    assert np.isfinite(row["exponent_under"])

@@ -151,3 +151,20 @@ def test_add_lrs_needs_a_grid(tmp_path) -> None:
     study = Study.open("r", s, str(tmp_path / "r.db"))
     with pytest.raises(ValueError, match="random-search study has no grid"):
         study.add_lrs("constant", [1.0])
+
+
+def test_the_edge_rule_skips_a_schedule_without_results_or_with_one_lr(tmp_path) -> None:
+    s = StudySettings(task="digits_logreg", schedules=("constant", "cosine"), lrs=(0.25, 0.5),
+                      seeds=(0,), steps=10)
+    study = Study.open("k", s, str(tmp_path / "k.db"))
+    for lr, loss in ((0.25, 2.0), (0.5, 1.0)):  # constant only: its best is the high edge
+        cfg = s.config({"lr": lr}, "constant", 0)
+        study.record("constant", lr, 0, RunResult(cfg, loss, 0.5, False, None, np.arange(2),
+                                                  np.array([2.0, loss])), "test")
+    assert study.extend_edges(points=1) == {"constant": [1.0]}  # cosine has no results
+    one = Study.open("o", StudySettings(task="digits_logreg", schedules=("constant",),
+                                        lrs=(0.5,), seeds=(0,), steps=10), str(tmp_path / "o.db"))
+    cfg = one.settings.config({"lr": 0.5}, "constant", 0)
+    one.record("constant", 0.5, 0, RunResult(cfg, math.nan, math.nan, True, 3, np.arange(2),
+                                             np.array([2.0, math.nan])), "test")
+    assert one.extend_edges() == {}  # a single lr is no grid, diverged or not

@@ -360,3 +360,43 @@ def test_trials_of_user_code_are_told_one_by_one_with_progress(tmp_path) -> None
     assert study.counts() == {"COMPLETE": 2, "FAIL": 1}
     assert sorted(study.results()["final_loss"]) == [0.2, 0.4]
     assert study.failures()["error"].tolist() == ["boom"]
+
+
+def test_failed_trials_are_retried_only_when_asked(tmp_path) -> None:
+    s = StudySettings(task="true {lr}", schedules=("constant",), lrs=(0.4, 0.8), seeds=(0,),
+                      steps=5, kind="command", workdir=str(tmp_path))
+    study = Study.open("r", s, str(tmp_path / "r.db"))
+    assert study.run(_Outcomes()) == 2
+    assert study.run(_Outcomes()) == 0  # a failure with a reason counts as done
+    assert study.run(_Outcomes(), retry_failed=True) == 1
+    assert study.counts() == {"COMPLETE": 1, "FAIL": 2}
+
+
+def test_results_have_the_documented_columns_and_a_plain_index(db) -> None:
+    study = Study.open("s", settings(), db)
+    study.run(LocalExecutor(runner=fake_runner))
+    df = study.results()
+    assert list(df.columns) == ["trial", "schedule", "seed", "lr", "weight_decay", "final_loss",
+                                "test_metric", "diverged", "diverged_at"]
+    assert list(df.index) == list(range(len(df)))
+
+
+def test_ask_hands_out_each_queued_trial_once_into_one_folder(tmp_path) -> None:
+    s = StudySettings("job", ("constant",), lrs=(0.1, 0.2), seeds=(0,), steps=5,
+                      kind="external")
+    study = Study.open("x", s, str(tmp_path / "x.db"))
+    files = str(tmp_path / "files")
+    a, b = study.ask(files), study.ask(files)  # the folder exists for the second call
+    assert sorted([a["lr"], b["lr"]]) == [0.1, 0.2] and a["trial"] != b["trial"]
+    assert os.path.dirname(a["schedule"]) == files and study.ask(files) is None
+
+
+def test_a_study_not_made_by_lrlab_is_refused_and_leaves_no_lease(tmp_path) -> None:
+    import optuna
+
+    db = tmp_path / "o.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="plain")
+    with pytest.raises(ValueError, match="exists but was not made by lrlab"):
+        Study.open("plain", None, str(db))
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from lrlab_leases").fetchone()[0] == 0
