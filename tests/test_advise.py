@@ -80,7 +80,7 @@ def test_diverging_pilot_is_retried(tmp_path, capsys):
         ["advise", "--task", "iris_logreg", "--task-option", "l2=0.01", "--steps", str(STEPS),
          "--lr", "1600", "--budget", "6", "--storage", db, "--out", str(tmp_path / "r")]
     )
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # wrapped lines joined
     assert code == 0
     assert "the pilot at lr 1600 diverged" in out and "retrying at lr 400" in out
     a = load_advice("lrlab-default", db)
@@ -91,7 +91,8 @@ def test_diverging_pilot_is_retried(tmp_path, capsys):
     assert at == [{"schedule": "linear", "lr": 1600.0, "final_loss": None, "test_metric": None}]
 
 
-def test_cli_prints_recommendation_and_writes_report(tmp_path, capsys):
+def test_cli_prints_recommendation_and_writes_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "72")
     db = str(tmp_path / "a.db")
     out_dir = tmp_path / "report"
     code = main(
@@ -100,8 +101,10 @@ def test_cli_prints_recommendation_and_writes_report(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "Recommendation for digits_logreg: sgd with the" in out
-    assert "Runs spent:" in out and "learning-rate-free baseline (dadapt_sgd" in out
+    assert max(map(len, out.splitlines())) <= 72  # wrapped at the terminal's width
+    text = " ".join(out.split())
+    assert "Recommendation for digits_logreg: sgd with the" in text
+    assert "Runs spent:" in text and "learning-rate-free baseline (dadapt_sgd" in text
     assert (out_dir / "advice.png").stat().st_size > 1000
     stored = json.loads((out_dir / "advice.json").read_text())
     assert stored["study"] == "d-advise" and stored["budget"] == 12
@@ -192,7 +195,7 @@ def test_advise_a_command_through_the_cli(tmp_path, capsys):
     code = main(["advise", "--command", cmd, "--lr", "0.05", "--steps", "30", "--budget", "10",
                  "--processes", "2", "--timeout", "30", "--storage", db, "--study", "c",
                  "--out", str(tmp_path / "r")])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # wrapped lines joined
     assert code == 0
     assert "No learning-rate-free run: your code picks its own optimizer." in out
     assert "your script's optimizer with the" in out

@@ -97,7 +97,13 @@ def advise_command(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--optimizer: unknown {args.optimizer!r}; known: {', '.join(BATCHED_METHODS)}"
             )
+    from lrlab.cli._console import console as make_console
     from lrlab.tune.advise import advise, write_report
+
+    console = make_console()
+
+    def say(text: str) -> None:  # wrapped at the console's width, never styled
+        console.print(text, markup=False, highlight=False, emoji=False)
 
     extra = {} if args.command is None else {
         "command": args.command, "workdir": args.workdir, "timeout": args.timeout,
@@ -113,9 +119,10 @@ def advise_command(args: argparse.Namespace) -> int:
         storage=args.storage,
         study=args.study,
         device=args.device,
-        say=lambda msg: print(f"lrlab: {msg}", flush=True),
+        say=lambda msg: say(f"lrlab: {msg}"),
     )
-    print(advice.text())
+    for line in advice.text().splitlines():
+        say(line)
     paths = write_report(advice, args.out)
-    print(f"Report: {', '.join(paths)}")
+    say(f"Report: {', '.join(paths)}")
     return 0
