@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 
 from lrlab._io import check_folder
 
@@ -100,10 +101,11 @@ def advise_command(args: argparse.Namespace) -> int:
     from lrlab.cli._console import console as make_console
     from lrlab.tune.advise import advise, write_report
 
-    console = make_console()
+    width = make_console().width
 
-    def say(text: str) -> None:  # wrapped at the console's width, never styled
-        console.print(text, markup=False, highlight=False, emoji=False)
+    def say(text: str) -> None:  # wrapped at the console's width
+        print(textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False),
+              flush=True)
 
     extra = {} if args.command is None else {
         "command": args.command, "workdir": args.workdir, "timeout": args.timeout,
@@ -124,5 +126,7 @@ def advise_command(args: argparse.Namespace) -> int:
     for line in advice.text().splitlines():
         say(line)
     paths = write_report(advice, args.out)
-    say(f"Report: {', '.join(paths)}")
+    say("Report:")
+    for path in paths:  # one a line: a path is never broken
+        print(path)
     return 0
