@@ -226,3 +226,4 @@ def test_the_noise_rule_reads_the_standard_error_at_the_same_lr() -> None:
     assert row["best_lr"] == 1.0
     assert math.isnan(row["exponent_over"])
     assert np.isfinite(row["exponent_under"])
+

@@ -46,7 +46,7 @@ def test_edge_rule_uses_the_mean_over_seeds(tmp_path) -> None:
                       lrs=GRID, seeds=(0, 1), steps=10)
     study = Study.open("e", s, str(tmp_path / "e.db"))
     study.run(LocalExecutor(runner=runner))
-    assert study.extend_edges(points=2) == {"cosine": [16.0, 32.0]}
+    assert study.extend_edges() == {"cosine": [16.0, 32.0]}  # two points by default
     assert study.run(LocalExecutor(runner=runner)) == 2 * 2
     assert study.extend_edges(points=2) == {}
     df = study.results()

@@ -93,7 +93,7 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     _check_frame(df)
     loss = df["final_loss"].astype(float).where(~df["diverged"].astype(bool), np.inf)
     work = df.assign(loss=loss, div=df["diverged"].astype(int))
-    g = work.groupby(["schedule", "lr"], sort=False)
+    g = work.groupby(["schedule", "lr"])
     out = pd.DataFrame(
         {
             "mean_loss": g["loss"].mean(),
