@@ -57,7 +57,8 @@ MODULES: dict[str, dict[str, list[str]]] = {
         for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
     },
     "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
-                             "test_theory_inputs.py"]},
+                             "test_theory_inputs.py", "test_theory_long_horizon.py",
+                             "test_theory_optimal.py"]},
     "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_refine_report.py",
                              "test_refine_binning.py", "test_recorder.py"]},
     "optim": {
