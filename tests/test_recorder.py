@@ -112,6 +112,29 @@ def test_state_dict_resumes_exactly():
     assert rec3.flush_every == 4
 
 
+def test_state_dict_saved_before_the_first_step_resumes() -> None:
+    # a checkpoint taken before training starts (nothing recorded yet, a loss already logged)
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 3)
+    full = rec.rows()
+
+    model2, opt2, _, _ = _setup()
+    rec2 = GradNormRecorder(opt2)
+    opt2.zero_grad()
+    loss = torch.nn.functional.mse_loss(model2(x), y)
+    loss.backward()
+    rec2.log_loss(loss)
+    state = rec2.state_dict()
+    assert state["steps"] == 0 and state["rows"].shape == (0, 3)
+    rec3 = GradNormRecorder(opt2)
+    rec2.detach()
+    rec3.load_state_dict(state)
+    opt2.step()
+    _train(model2, opt2, x, y, rec3, 2)
+    np.testing.assert_array_equal(rec3.rows(), full)
+
+
 def test_bad_arguments():
     p = torch.nn.Parameter(torch.ones(2))
     opt = torch.optim.SGD([p], lr=1.0)
