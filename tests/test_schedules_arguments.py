@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -173,3 +174,13 @@ def test_named_warmup_starts_are_stored_as_their_value(make) -> None:
     assert make("nanogpt").start == 0.25 and make("hf").start == 0.0
     assert make("nanogpt") == make(0.25)
     assert make("nanogpt")(1) == pytest.approx(0.5, rel=1e-15)
+
+
+@pytest.mark.parametrize("start", [0.0, 0.3, "hf", "nanogpt"])
+def test_wsd_without_warmup_round_trips_and_warns_nothing(start) -> None:
+    s = WarmupStableDecay(10, 0, 3, start=start)
+    assert Schedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by the zero-length warm-up
+        np.testing.assert_allclose(s(np.arange(12)), [1] * 8 + [2 / 3, 1 / 3, 0, 0],
+                                   rtol=1e-15, atol=1e-15)
