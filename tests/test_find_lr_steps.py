@@ -110,21 +110,26 @@ def test_training_state_puts_back_replaced_objects_and_none_slots() -> None:
     model = _model()
     model.register_buffer("extra", None)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    opt.counter = torch.zeros(())
-    weight, params = model.weight, opt.param_groups[0]["params"]
+    opt.counter, opt.note = torch.zeros(()), None
+    model.weight.grad = torch.ones_like(model.weight)
+    weight, params, grad = model.weight, opt.param_groups[0]["params"], model.weight.grad
     state = TrainingState(model, opt)
     before = weight.detach().clone()
+    grad.add_(1.0)  # a gradient accumulated in place
     # a run that replaced a parameter, filled a None buffer, edited the params list in place,
     # replaced a tensor attribute and added plain and other attributes to the optimizer
     model.weight = torch.nn.Parameter(torch.zeros_like(weight))
     model.extra = torch.ones(2)
     params.append(torch.nn.Parameter(torch.ones(1)))
     opt.counter = torch.ones(())
-    opt.flag, opt.hooks = True, []
+    opt.flag, opt.hooks, opt.note = True, [], 3
     state.restore()
     assert model.weight is weight and torch.equal(weight, before)
+    assert weight.grad is grad and torch.equal(grad, torch.ones_like(grad))
     assert model.extra is None
     assert opt.param_groups[0]["params"] is params and len(params) == 2
     assert opt.counter.item() == 0.0 and isinstance(opt.counter, torch.Tensor)
     assert not hasattr(opt, "flag")  # a plain attribute the run set is removed
     assert opt.hooks == []  # other objects are left alone
+    assert opt.note is None
+
