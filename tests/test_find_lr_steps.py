@@ -6,9 +6,10 @@ attributes it added, and the params lists edited in place."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from lrlab.rangetest import ramp_lrs
+from lrlab.rangetest import RampMonitor, ramp_lrs
 from lrlab.torchx import find_lr
 from lrlab.torchx.find_lr import TrainingState
 
@@ -47,6 +48,8 @@ def test_each_step_is_sgd_at_the_ramps_lr() -> None:
     rt = find_lr(model, opt, LOSS, data, lr_min=1e-3, lr_max=0.05, steps=15)
     n = len(rt.losses)
     assert n == 15
+    assert rt.info == {"lr_min": 1e-3, "lr_max": 0.05, "steps": 15, "accumulate": 1,
+                       "autocast": None}
     want = _by_hand(model, data, ramp_lrs(1e-3, 0.05, 15)[:n])
     torch.testing.assert_close(torch.tensor(rt.losses), torch.tensor(want, dtype=torch.float64),
                                rtol=1e-6, atol=0)  # losses are recorded in float32
@@ -133,3 +136,16 @@ def test_training_state_puts_back_replaced_objects_and_none_slots() -> None:
     assert opt.hooks == []  # other objects are left alone
     assert opt.note is None
 
+
+
+def test_the_ramp_stops_where_the_stopping_rule_fires() -> None:
+    # a ramp far past the stable lrs: it stops at the first step the rule (replayed on the
+    # recorded losses) fires, before any loss is non-finite
+    model, data = _model(), _data(1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rt = find_lr(model, opt, LOSS, data, lr_min=1e-3, lr_max=1e3, steps=100)
+    n = len(rt.losses)
+    assert n < 100 and np.all(np.isfinite(rt.losses))
+    monitor = RampMonitor(rt.window)
+    fired = [monitor.add(float(v)) for v in rt.losses]
+    assert fired[-1] and not any(fired[:-1])

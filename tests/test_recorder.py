@@ -59,7 +59,33 @@ def test_step_without_gradients_is_nan():
     opt = torch.optim.SGD([p], lr=0.1)
     rec = GradNormRecorder(opt)
     opt.step()
-    assert np.isnan(rec.rows()).all()
+    rec.log_loss(2.5)
+    opt.step()
+    rows = rec.rows()
+    assert rows.shape == (2, 3) and len(rec) == 2  # one row per step, gradients or not
+    assert np.isnan(rows[:, :2]).all() and np.isnan(rows[0, 2]) and rows[1, 2] == 2.5
+
+
+def test_as_a_context_manager_it_stops_recording_on_exit():
+    model, opt, x, y = _setup()
+    with GradNormRecorder(opt) as rec:
+        _train(model, opt, x, y, rec, 2)
+    _train(model, opt, x, y, rec, 1, log_loss=False)
+    assert len(rec) == 2 and rec.rows().shape == (2, 3)
+
+
+def test_load_continues_the_step_count(tmp_path):
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 3)
+    path = rec.save(tmp_path / "log.csv")
+    rec.detach()
+    again = GradNormRecorder(opt)
+    again.load(path)
+    assert len(again) == 3
+    _train(model, opt, x, y, again, 1)
+    assert len(again) == 4 and again.rows().shape == (4, 3)
+    np.testing.assert_array_equal(again.to_frame()["step"], np.arange(4))
 
 
 def test_csv_and_parquet_round_trip(tmp_path):
