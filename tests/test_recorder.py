@@ -66,6 +66,14 @@ def test_step_without_gradients_is_nan():
     assert np.isnan(rows[:, :2]).all() and np.isnan(rows[0, 2]) and rows[1, 2] == 2.5
 
 
+@pytest.mark.parametrize("rows", [torch.zeros(2, 4), torch.zeros(6), torch.zeros(1, 2, 3)])
+def test_a_state_with_rows_of_another_shape_is_refused(rows):
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    with pytest.raises(ValueError, match=r"state\['rows'\] must have shape \[steps, 3\]"):
+        rec.load_state_dict({"rows": rows, "steps": 2, "flush_every": 1,
+                             "pending_loss": math.nan})
+
+
 def test_as_a_context_manager_it_stops_recording_on_exit():
     model, opt, x, y = _setup()
     with GradNormRecorder(opt) as rec:
