@@ -74,6 +74,23 @@ def test_a_state_with_rows_of_another_shape_is_refused(rows):
                              "pending_loss": math.nan})
 
 
+def test_a_state_with_flush_every_zero_is_refused():
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    match = r"state\['flush_every'\] must be an integer in \[1, inf\)"
+    with pytest.raises(ValueError, match=match):
+        rec.load_state_dict({"rows": torch.zeros(0, 3), "steps": 0, "flush_every": 0,
+                             "pending_loss": math.nan})
+
+
+def test_a_single_parameter_is_recorded():
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=0.1)
+    rec = GradNormRecorder(opt)
+    p.grad = torch.tensor([3.0, -4.0, 0.0], dtype=torch.float64)
+    opt.step()
+    np.testing.assert_array_equal(rec.rows()[0, :2], [5.0, 7.0])
+
+
 def test_as_a_context_manager_it_stops_recording_on_exit():
     model, opt, x, y = _setup()
     with GradNormRecorder(opt) as rec:
@@ -85,15 +102,15 @@ def test_as_a_context_manager_it_stops_recording_on_exit():
 def test_load_continues_the_step_count(tmp_path):
     model, opt, x, y = _setup()
     rec = GradNormRecorder(opt)
-    _train(model, opt, x, y, rec, 3)
+    _train(model, opt, x, y, rec, 5)
     path = rec.save(tmp_path / "log.csv")
     rec.detach()
     again = GradNormRecorder(opt)
     again.load(path)
-    assert len(again) == 3
+    assert len(again) == 5
     _train(model, opt, x, y, again, 1)
-    assert len(again) == 4 and again.rows().shape == (4, 3)
-    np.testing.assert_array_equal(again.to_frame()["step"], np.arange(4))
+    assert len(again) == 6 and again.rows().shape == (6, 3)
+    np.testing.assert_array_equal(again.to_frame()["step"], np.arange(6))
 
 
 def test_csv_and_parquet_round_trip(tmp_path):
