@@ -91,6 +91,15 @@ def test_a_single_parameter_is_recorded():
     np.testing.assert_array_equal(rec.rows()[0, :2], [5.0, 7.0])
 
 
+def test_the_csv_holds_the_log_columns_only(tmp_path):
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 2)
+    lines = rec.save(tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "step,grad_norm_l2,grad_norm_l1,loss"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
 def test_as_a_context_manager_it_stops_recording_on_exit():
     model, opt, x, y = _setup()
     with GradNormRecorder(opt) as rec:
