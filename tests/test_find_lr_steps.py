@@ -7,6 +7,7 @@ attributes it added, and the params lists edited in place."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lrlab.rangetest import RampMonitor, ramp_lrs
@@ -149,3 +150,11 @@ def test_the_ramp_stops_where_the_stopping_rule_fires() -> None:
     monitor = RampMonitor(rt.window)
     fired = [monitor.add(float(v)) for v in rt.losses]
     assert fired[-1] and not any(fired[:-1])
+
+
+def test_loss_fn_must_return_a_scalar_tensor() -> None:
+    model, data = _model(), _data(1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for bad in (lambda out, y: (out - y) ** 2, lambda out, y: 1.0):
+        with pytest.raises(ValueError, match="loss_fn must return a scalar tensor"):
+            find_lr(model, opt, bad, data, steps=5)

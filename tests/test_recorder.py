@@ -100,6 +100,13 @@ def test_the_csv_holds_the_log_columns_only(tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
 
 
+@pytest.mark.parametrize("loss", [True, "0.5", None])
+def test_log_loss_takes_a_scalar_tensor_or_a_real_number(loss):
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    with pytest.raises(ValueError, match="loss must be a scalar tensor or a real number"):
+        rec.log_loss(loss)
+
+
 def test_as_a_context_manager_it_stops_recording_on_exit():
     model, opt, x, y = _setup()
     with GradNormRecorder(opt) as rec:
