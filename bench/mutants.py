@@ -102,7 +102,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         "tune/space.py": ["test_tune_space.py", "test_tune_edges.py"],
     },
     "torchx": {
-        "torchx/find_lr.py": ["test_find_lr_steps.py", "test_rangetest_groups.py",
+        "torchx/find_lr.py": ["test_torchx_find_lr_steps.py", "test_rangetest_groups.py",
                               "test_rangetest.py"],
         "torchx/recorder.py": ["test_recorder.py"],
         "torchx/scheduler.py": ["test_torchx_scheduler.py"],
