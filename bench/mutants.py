@@ -57,7 +57,8 @@ MODULES: dict[str, dict[str, list[str]]] = {
         for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
     },
     "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
-                             "test_theory_inputs.py"]},
+                             "test_theory_inputs.py", "test_theory_long_horizon.py",
+                             "test_theory_optimal.py"]},
     "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_refine_report.py",
                              "test_refine_binning.py", "test_recorder.py"]},
     "optim": {
@@ -101,7 +102,8 @@ MODULES: dict[str, dict[str, list[str]]] = {
         "tune/space.py": ["test_tune_space.py", "test_tune_edges.py"],
     },
     "torchx": {
-        "torchx/find_lr.py": ["test_rangetest_groups.py", "test_rangetest.py"],
+        "torchx/find_lr.py": ["test_torchx_find_lr_steps.py", "test_rangetest_groups.py",
+                              "test_rangetest.py"],
         "torchx/recorder.py": ["test_recorder.py"],
         "torchx/scheduler.py": ["test_torchx_scheduler.py"],
     },

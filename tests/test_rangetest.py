@@ -26,6 +26,7 @@ from lrlab.rangetest import (
 from lrlab.schedules import Linear
 from lrlab.tasks import get_task
 from lrlab.torchx import find_lr
+from lrlab.torchx.find_lr import TrainingState
 from lrlab.train import RunConfig, run_batched
 
 
@@ -231,6 +232,63 @@ def test_find_lr_restores_bit_for_bit():
         o.step()
     for a, b in zip(model.parameters(), twin_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_find_lr_restores_python_and_numpy_rngs_drawn_during_the_run():
+    # a batch_fn that augments with the global Python and NumPy generators
+    model, opt, loss_fn, data = _setup()
+    rng = _rng_states()
+
+    def noisy(batch):
+        x, y = batch
+        return x + 1e-3 * random.random() + 1e-3 * np.random.random_sample(), y  # noqa: NPY002
+
+    find_lr(model, opt, loss_fn, data, lr_min=1e-5, lr_max=10.0, steps=30, batch_fn=noisy)
+    _assert_rng_untouched(rng)
+
+
+def test_find_lr_runs_in_training_mode_and_restores_eval_mode():
+    model, opt, loss_fn, data = _setup()
+    model.eval()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    try:
+        find_lr(model, opt, loss_fn, data, lr_min=1e-5, lr_max=10.0, steps=20)
+    finally:
+        handle.remove()
+    assert seen and all(seen)
+    assert not any(m.training for m in model.modules())
+
+
+def test_find_lr_default_ramp():
+    # lr_min = 1e-6, lr_max = 10, steps = 200 (the curve may stop early)
+    model, opt, loss_fn, data = _setup()
+    rt = find_lr(model, opt, loss_fn, data)
+    n = len(rt.lrs)
+    assert n >= 2
+    np.testing.assert_allclose(rt.lrs, ramp_lrs(1e-6, 10.0, 200)[:n], rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", ["triple", "dict"])
+def test_find_lr_default_batches_must_be_pairs(shape):
+    model, opt, loss_fn, data = _setup()
+    x, y = data[0]
+    batch = (x, y, y) if shape == "triple" else {"x": x, "y": y}
+    with pytest.raises(ValueError, match=r"each batch must be an \(inputs, targets\) pair"):
+        find_lr(model, opt, loss_fn, [batch], steps=10)
+
+
+def test_training_state_puts_back_replaced_groups_and_drops_added_keys():
+    model, opt, _, _ = _setup()
+    snap = _snapshot(model, opt)
+    first = opt.param_groups[0]
+    state = TrainingState(model, opt)
+    opt.param_groups[0] = dict(first, lr=1.0)  # a step that replaced a group object
+    opt.param_groups[1]["extra"] = 3  # and one that added a key to another
+    state.restore()
+    assert opt.param_groups[0] is first
+    assert "extra" not in opt.param_groups[1]
+    _assert_same(model, opt, snap)
 
 
 def test_find_lr_restores_after_an_exception():

@@ -59,7 +59,74 @@ def test_step_without_gradients_is_nan():
     opt = torch.optim.SGD([p], lr=0.1)
     rec = GradNormRecorder(opt)
     opt.step()
-    assert np.isnan(rec.rows()).all()
+    rec.log_loss(2.5)
+    opt.step()
+    rows = rec.rows()
+    assert rows.shape == (2, 3) and len(rec) == 2  # one row per step, gradients or not
+    assert np.isnan(rows[:, :2]).all() and np.isnan(rows[0, 2]) and rows[1, 2] == 2.5
+
+
+@pytest.mark.parametrize("rows", [torch.zeros(2, 4), torch.zeros(6), torch.zeros(1, 2, 3)])
+def test_a_state_with_rows_of_another_shape_is_refused(rows):
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    with pytest.raises(ValueError, match=r"state\['rows'\] must have shape \[steps, 3\]"):
+        rec.load_state_dict({"rows": rows, "steps": 2, "flush_every": 1,
+                             "pending_loss": math.nan})
+
+
+def test_a_state_with_flush_every_zero_is_refused():
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    match = r"state\['flush_every'\] must be an integer in \[1, inf\)"
+    with pytest.raises(ValueError, match=match):
+        rec.load_state_dict({"rows": torch.zeros(0, 3), "steps": 0, "flush_every": 0,
+                             "pending_loss": math.nan})
+
+
+def test_a_single_parameter_is_recorded():
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=0.1)
+    rec = GradNormRecorder(opt)
+    p.grad = torch.tensor([3.0, -4.0, 0.0], dtype=torch.float64)
+    opt.step()
+    np.testing.assert_array_equal(rec.rows()[0, :2], [5.0, 7.0])
+
+
+def test_the_csv_holds_the_log_columns_only(tmp_path):
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 2)
+    lines = rec.save(tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "step,grad_norm_l2,grad_norm_l1,loss"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1"]
+
+
+@pytest.mark.parametrize("loss", [True, "0.5", None])
+def test_log_loss_takes_a_scalar_tensor_or_a_real_number(loss):
+    rec = GradNormRecorder(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0))
+    with pytest.raises(ValueError, match="loss must be a scalar tensor or a real number"):
+        rec.log_loss(loss)
+
+
+def test_as_a_context_manager_it_stops_recording_on_exit():
+    model, opt, x, y = _setup()
+    with GradNormRecorder(opt) as rec:
+        _train(model, opt, x, y, rec, 2)
+    _train(model, opt, x, y, rec, 1, log_loss=False)
+    assert len(rec) == 2 and rec.rows().shape == (2, 3)
+
+
+def test_load_continues_the_step_count(tmp_path):
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 5)
+    path = rec.save(tmp_path / "log.csv")
+    rec.detach()
+    again = GradNormRecorder(opt)
+    again.load(path)
+    assert len(again) == 5
+    _train(model, opt, x, y, again, 1)
+    assert len(again) == 6 and again.rows().shape == (6, 3)
+    np.testing.assert_array_equal(again.to_frame()["step"], np.arange(6))
 
 
 def test_csv_and_parquet_round_trip(tmp_path):
@@ -110,6 +177,29 @@ def test_state_dict_resumes_exactly():
     _train(model3, opt3, x2, y2, rec3, 4)
     np.testing.assert_array_equal(rec3.rows(), full)
     assert rec3.flush_every == 4
+
+
+def test_state_dict_saved_before_the_first_step_resumes() -> None:
+    # a checkpoint taken before training starts (nothing recorded yet, a loss already logged)
+    model, opt, x, y = _setup()
+    rec = GradNormRecorder(opt)
+    _train(model, opt, x, y, rec, 3)
+    full = rec.rows()
+
+    model2, opt2, _, _ = _setup()
+    rec2 = GradNormRecorder(opt2)
+    opt2.zero_grad()
+    loss = torch.nn.functional.mse_loss(model2(x), y)
+    loss.backward()
+    rec2.log_loss(loss)
+    state = rec2.state_dict()
+    assert state["steps"] == 0 and state["rows"].shape == (0, 3)
+    rec3 = GradNormRecorder(opt2)
+    rec2.detach()
+    rec3.load_state_dict(state)
+    opt2.step()
+    _train(model2, opt2, x, y, rec3, 2)
+    np.testing.assert_array_equal(rec3.rows(), full)
 
 
 def test_bad_arguments():

@@ -255,3 +255,14 @@ def test_chained_scheduler_with_schedule_lr() -> None:
     chain = ChainedScheduler([ExponentialLR(opt, 0.5), ScheduleLR(opt, s)])
     lrs = np.array(run(opt, chain, 30))[:, 0]
     np.testing.assert_allclose(lrs, 0.1 * s(t), rtol=1e-15, atol=0)
+
+
+def test_loading_a_state_at_step_zero_sets_its_peak_at_once() -> None:
+    # a checkpoint taken right after construction: the saved peak rules, not the new one's
+    state = ScheduleLR(make_opt((0.1,)), Linear(10)).state_dict()
+    opt = make_opt((0.5,))
+    sched = ScheduleLR(opt, Linear(10))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    sched.load_state_dict(state)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert sched.get_last_lr() == pytest.approx([0.1])
