@@ -97,7 +97,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
     },
     "tune": {
         "tune/study.py": ["test_tune_study_records.py", "test_tune_edges.py",
-                          "test_tune_pilot.py", "test_tune_study.py"],
+                          "test_tune_pilot.py", "test_tune_study.py", "test_tune_reuse.py"],
         "tune/analysis.py": ["test_tune_analysis.py", "test_tune_exponent.py"],
         "tune/space.py": ["test_tune_space.py", "test_tune_edges.py"],
     },

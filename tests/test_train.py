@@ -288,3 +288,77 @@ def test_run_config_options_are_stored_sorted_and_round_trip() -> None:
     assert RunConfig.from_dict(old).options == {"beta": 0.5}
     old["optimizer"] = "sgd"
     assert RunConfig.from_dict(old).options == {}
+
+
+def test_run_batched_records_no_grad_norms_by_default() -> None:
+    (r,) = run_batched("iris_logreg", [RunConfig(0.1, Constant(), steps=5)])
+    assert r.grad_norm_l2 is None and r.grad_norm_l1 is None
+
+
+def test_the_final_loss_includes_the_l2_penalty() -> None:
+    """With a schedule at 0 the members keep their initialisation: the final loss is the mean
+    cross-entropy there plus (l2 / 2) ||W||^2, computed here from the model's own init."""
+    task = get_task("digits_mlp", l2=0.5)
+    (r,) = run_batched(task, [RunConfig(0.1, _Zero(), seed=4, steps=3)], dtype=torch.float64)
+    m = task.model.init([4], dtype=torch.float64, device=torch.device("cpu"))
+    X, y = torch.as_tensor(task.X_train).double(), torch.as_tensor(task.y_train).long()
+    ce = task.model.loss_sum(m, X, y).item() / len(y)
+    W1, W2 = m.params[0], m.params[2]
+    pen = 0.25 * (W1.square().sum() + W2.square().sum()).item()
+    assert pen > 0.01 * ce
+    assert math.isclose(r.final_loss, ce + pen, rel_tol=1e-10)
+
+
+class _Zero(Constant):
+    def __call__(self, t):
+        return np.zeros(np.shape(t))
+
+
+class _Negative(Constant):
+    def __call__(self, t):
+        return -np.ones_like(np.asarray(t, dtype=np.float64))
+
+
+class _NotFinite(Constant):
+    def __call__(self, t):
+        return np.full(np.shape(t), np.inf)
+
+
+def test_schedules_must_give_finite_non_negative_lrs() -> None:
+    for bad in (_Negative(), _NotFinite()):
+        with pytest.raises(ValueError, match="schedules must give finite, non-negative"):
+            run_batched("iris_logreg", [RunConfig(0.1, Constant(), steps=4),
+                                        RunConfig(0.1, bad, steps=4)])
+    (r,) = run_batched("iris_logreg", [RunConfig(0.1, _Zero(), steps=4)])  # zero is fine
+    assert not r.diverged
+
+
+def test_a_config_stored_before_options_keeps_its_momentum_or_weight_decay_alone() -> None:
+    d = RunConfig(0.1, Constant(), steps=5, optimizer="momentum").to_dict()
+    d.pop("options", None)
+    assert RunConfig.from_dict({**d, "momentum": 0.5}).options == {"momentum": 0.5}
+    assert RunConfig.from_dict({**d, "weight_decay": 0.1}).options == {"weight_decay": 0.1}
+
+
+def test_a_result_without_a_curve_has_empty_curves() -> None:
+    from lrlab.train.types import RunResult
+
+    r = RunResult(RunConfig(0.1, Constant(), steps=5), 1.0, None, False)
+    assert r.curve_steps.size == 0 and r.curve_loss.size == 0
+
+
+def test_every_entry_point_keeps_200_curve_points_and_no_grad_norms_by_default() -> None:
+    cfg = RunConfig(0.1, Constant(), steps=300)
+    for r in (run("iris_logreg", lr=0.1, schedule=Constant(), steps=300),
+              run_config("iris_logreg", cfg), run_batched("iris_logreg", [cfg])[0]):
+        assert len(r.curve_steps) == len(r.curve_loss) == 200
+        assert r.grad_norm_l2 is None and r.grad_norm_l1 is None
+
+
+def test_training_runs_with_the_thread_count_asked_for() -> None:
+    before = torch.get_num_threads()
+    seen = []
+    run_batched("iris_logreg", [RunConfig(0.1, Constant(), steps=3)], num_threads=before + 1,
+                progress=lambda done, total: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {before + 1}
+    assert torch.get_num_threads() == before

@@ -57,6 +57,18 @@ def test_registry_and_derived_lists() -> None:
             assert key in method.OPTIONS
     with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum, adam, adamw"):
         batched_method("lion")
+    # Adam-like preconditioning (its pilot reads the 1-norm of the gradient)
+    coordinatewise = {n for n, m in BATCHED_METHODS.items() if m.coordinatewise}
+    assert coordinatewise == {"adam", "adamw", "schedulefree_adamw", "prodigy"}
+
+
+@pytest.mark.parametrize("kind", sorted(MEMBERS))
+def test_every_method_counts_its_steps_in_its_state(kind: str) -> None:
+    p = torch.zeros(2, 3, dtype=torch.float64)
+    opt = batched_method(kind)([p], {}, steps=10)
+    for _ in range(3):
+        opt.step([p], [torch.ones_like(p)], torch.full((2,), 0.01, dtype=torch.float64), None)
+    assert opt.state_dict()["k"] == 3
 
 
 def test_options_are_validated_by_name_and_range() -> None:

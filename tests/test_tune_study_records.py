@@ -116,3 +116,13 @@ def test_storage_errors_become_one_line_value_errors_and_others_pass_through() -
     for bad in ("", None):
         with pytest.raises(ValueError, match="storage must be a non-empty URL"):
             storage_url(bad)
+
+
+def test_open_storage_creates_a_new_file_unless_it_must_exist(tmp_path) -> None:
+    from lrlab.tune.study import open_storage, study_names
+
+    new = tmp_path / "new.db"
+    with pytest.raises(ValueError, match="new.db"):
+        open_storage(f"sqlite:///{new}", must_exist=True)
+    assert not new.exists()
+    assert study_names(open_storage(f"sqlite:///{new}")) == [] and new.exists()
