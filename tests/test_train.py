@@ -362,3 +362,10 @@ def test_training_runs_with_the_thread_count_asked_for() -> None:
                 progress=lambda done, total: seen.append(torch.get_num_threads()))
     assert seen and set(seen) == {before + 1}
     assert torch.get_num_threads() == before
+
+
+def test_run_trains_seed_0_by_default() -> None:
+    a = run("iris_logreg", lr=0.1, schedule=Constant(), steps=5)
+    b = run("iris_logreg", lr=0.1, schedule=Constant(), steps=5, seed=0)
+    c = run("iris_logreg", lr=0.1, schedule=Constant(), steps=5, seed=1)
+    assert a.config.seed == 0 and a.final_loss == b.final_loss != c.final_loss

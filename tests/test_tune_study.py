@@ -400,3 +400,29 @@ def test_a_study_not_made_by_lrlab_is_refused_and_leaves_no_lease(tmp_path) -> N
         Study.open("plain", None, str(db))
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from lrlab_leases").fetchone()[0] == 0
+
+
+def test_a_half_created_study_is_completed_only_by_the_lease_holder(tmp_path) -> None:
+    """A study stored without its refined schedule (its creator stopped in between) gets the
+    pilot run by whoever opens it next, but not while another driver holds it."""
+    import time
+
+    import optuna
+
+    from lrlab.tune.study import REFINED_ATTR, SETTINGS_ATTR
+
+    db = tmp_path / "h.db"
+    s = StudySettings(task="iris_logreg", schedules=("refined",), lrs=(0.5,), seeds=(0,),
+                      steps=10, pilot_lr=0.5)
+    raw = optuna.create_study(storage=f"sqlite:///{db}", study_name="h")
+    raw.set_user_attr(SETTINGS_ATTR, s.to_dict())
+    Study.open("other", settings(), str(db)).close()  # creates the lease table
+    now = time.time()
+    with sqlite3.connect(db) as con:
+        con.execute("insert into lrlab_leases values ('h', 'x', 'elsewhere', 1, ?, ?)",
+                    (now, now))
+    with pytest.raises(ValueError, match="is being run by pid 1 on elsewhere"):
+        Study.open("h", None, str(db))
+    with sqlite3.connect(db) as con:
+        con.execute("delete from lrlab_leases where study = 'h'")
+    assert REFINED_ATTR in Study.open("h", None, str(db)).optuna_study.user_attrs

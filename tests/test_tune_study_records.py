@@ -126,3 +126,12 @@ def test_open_storage_creates_a_new_file_unless_it_must_exist(tmp_path) -> None:
         open_storage(f"sqlite:///{new}", must_exist=True)
     assert not new.exists()
     assert study_names(open_storage(f"sqlite:///{new}")) == [] and new.exists()
+
+
+def test_an_unreachable_postgres_server_is_not_called_a_missing_driver() -> None:
+    pytest.importorskip("psycopg")
+    from lrlab.tune.study import open_storage
+
+    with pytest.raises(ValueError, match="cannot open storage") as err:
+        open_storage("postgresql://nobody@127.0.0.1:1/none")
+    assert "not installed" not in str(err.value)
