@@ -227,3 +227,12 @@ def test_the_noise_rule_reads_the_standard_error_at_the_same_lr() -> None:
     assert math.isnan(row["exponent_over"])
     assert np.isfinite(row["exponent_under"])
 
+
+
+def test_no_bootstrap_interval_when_a_seed_lacks_an_lr() -> None:
+    rows = [{"schedule": "linear", "lr": lr, "seed": k, "final_loss": 1.0 + abs(math.log2(lr))
+             + 0.01 * k, "diverged": False}
+            for lr in (0.25, 0.5, 1.0, 2.0, 4.0) for k in range(3) if (lr, k) != (4.0, 2)]
+    row = robustness(pd.DataFrame(rows), rhos=(2, 4)).iloc[0]
+    assert np.isfinite(row["exponent_under"])  # the fit itself uses the seed means
+    assert math.isnan(row["exponent_under_lo"]) and math.isnan(row["exponent_under_hi"])

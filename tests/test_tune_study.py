@@ -426,3 +426,15 @@ def test_a_half_created_study_is_completed_only_by_the_lease_holder(tmp_path) ->
     with sqlite3.connect(db) as con:
         con.execute("delete from lrlab_leases where study = 'h'")
     assert REFINED_ATTR in Study.open("h", None, str(db)).optuna_study.user_attrs
+
+
+def test_results_follow_the_settings_schedule_order_and_trial_0_can_be_told(tmp_path) -> None:
+    s = StudySettings("job", ("cosine", "constant"), lrs=(0.1,), seeds=(0,), steps=5,
+                      kind="external")
+    study = Study.open("o", s, str(tmp_path / "o.db"))
+    first = study.ask(str(tmp_path / "f"))
+    assert first["trial"] == 0
+    study.tell(0, loss=1.0)
+    second = study.ask(str(tmp_path / "f"))
+    study.tell(second["trial"], loss=2.0)
+    assert study.results()["schedule"].tolist() == ["cosine", "constant"]  # as given
