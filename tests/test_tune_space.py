@@ -95,3 +95,10 @@ def test_extend_edge_continues_the_outermost_step_of_a_non_geometric_grid():
         extend_edge([0.01, 0.03, 0.05], [3, 2, 1]), [0.05 * 5 / 3, 0.05 * 25 / 9]
     )
     np.testing.assert_allclose(extend_edge([0.5], [np.inf]), [0.125, 0.25])  # diverged: go lower
+
+
+def test_grid_size_counts_what_log_grid_gives_without_building_it() -> None:
+    from lrlab.tune.space import grid_size
+
+    assert grid_size(0.125, 2, factor=2) == 5 == len(log_grid(0.125, 2, factor=2))
+    assert grid_size(1e-3, 1.0, per_decade=4) == len(log_grid(1e-3, 1.0, per_decade=4))
