@@ -4,25 +4,19 @@ the batched trainer computes."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "reproduce" / "lr_free.py"
+from reproduce_scripts import assert_figures, load
 
 
 @pytest.fixture(scope="module")
 def lr_free():
-    spec = importlib.util.spec_from_file_location("lr_free", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lr_free"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("lr_free")
 
 
 def _numbers(cell: str) -> list[float]:
@@ -37,10 +31,7 @@ def test_smoke_run_writes_page_and_figures(lr_free, tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     assert path == tmp_path / "lr_free.md"
     text = path.read_text()
-    for suffix in ("relative", "grids"):
-        png = tmp_path / f"lr_free_{suffix}.png"
-        assert png.exists() and png.stat().st_size > 1000
-        assert f"]({png.name})" in text
+    assert_figures(text, tmp_path, "lr_free", ("relative", "grids"))
     assert "Smoke run" in text
     header = ("| method | setting | final loss (mean ± sd) | vs tuned best | paired Δ (p) | "
               "test accuracy | runs | member-steps |")

@@ -1,16 +1,12 @@
 """bench/reproduce/robustness.py at tiny sizes: the script runs and writes its page."""
 
-import importlib.util
 import re
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "reproduce" / "robustness.py"
+from reproduce_scripts import load
 
 
 def test_smoke_run_writes_the_page_and_its_figures(tmp_path):
-    spec = importlib.util.spec_from_file_location("reproduce_robustness", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load("robustness")
     mod.main(["--smoke", "--out", str(tmp_path)])
     page = (tmp_path / "robustness.md").read_text()
     assert "Smoke run" in page and "Command: `python bench/reproduce/robustness.py" in page
@@ -27,10 +23,7 @@ def test_smoke_run_writes_the_page_and_its_figures(tmp_path):
 
 
 def test_the_summary_page_copies_each_pages_findings_and_figure(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_summary", SCRIPT.parent / "summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load("summary")
     (tmp_path / "robustness.md").write_text(
         "# T\n\n| a |\n|---|\n| 1 |\n\n![gap](robustness_x.png)\n\n"
         "### What the numbers say\n\n- linear 0.79, constant 1.40.\n\n---\n\n"

@@ -4,32 +4,17 @@ worked out by hand."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-HERE = Path(__file__).resolve().parents[1] / "bench" / "reproduce"
+from reproduce_scripts import assert_figures, load
+
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-
-
-def load(name: str):
-    """Import bench/reproduce/<name>.py as a module (its folder goes on sys.path, as the script
-    itself does, so ``grid_cost`` finds ``schedules`` and both find ``_common``)."""
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def rows_of(md: str, header_start: str) -> list[list[str]]:
@@ -62,10 +47,7 @@ def test_schedules_smoke_writes_page_figures_and_runs(schedules_out):
     mod = load("schedules")
     md = (schedules_out / "schedules.md").read_text()
     assert "Smoke run" in md and "Command:" in md and "Seeds:" in md
-    for suffix in ("loss_vs_lr", "relative", "refined"):
-        png = schedules_out / f"schedules_{suffix}.png"
-        assert png.is_file() and png.stat().st_size > 1000
-        assert f"({png.name})" in md
+    assert_figures(md, schedules_out, "schedules", ("loss_vs_lr", "relative", "refined"))
     for plan in mod.SMOKE_PLANS:
         assert f"### {plan.task}" in md
     per_task = rows_of(

@@ -1,29 +1,15 @@
 """Smoke run of bench/reproduce/warmup_batch.py: the script runs end to end at tiny sizes and
 writes its page and figures."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "reproduce" / "warmup_batch.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("_reproduce_warmup_batch", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+from reproduce_scripts import assert_figures, load
 
 
 def test_smoke_writes_page_and_figures(tmp_path):
-    _load().main(["--smoke", "--out", str(tmp_path)])
+    load("warmup_batch").main(["--smoke", "--out", str(tmp_path)])
     page = (tmp_path / "warmup_batch.md").read_text()
-    for suffix in ("loss", "lr"):
-        png = tmp_path / f"warmup_batch_{suffix}.png"
-        assert png.exists() and png.stat().st_size > 1000
-        assert f"]({png.name})" in page
+    assert_figures(page, tmp_path, "warmup_batch", ("loss", "lr"))
     assert "Smoke run" in page
     header = ("| B | rule | lr | loss, no warm-up | × best | test acc. | loss, warm-up | × best | "
               "test acc. | warm-up − none (p) |")
