@@ -89,6 +89,19 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return float(d.mean()), float(stats.ttest_rel(x, y).pvalue)
 
 
+def panels(plt, n: int, cols: int, width: float, height: float, **kw):
+    """A figure of ``n`` panels, at most ``cols`` a row, each ``width`` x ``height`` inches,
+    and its 2-D axes array; the slots past ``n`` are hidden. ``kw`` goes to
+    ``plt.subplots`` (e.g. ``sharey=True``)."""
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             **kw)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the file-only Agg backend."""
     import matplotlib

@@ -55,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import Report, parser, pyplot, table  # noqa: E402
+from _common import Report, panels, parser, pyplot, table  # noqa: E402
 
 import schedules as sched  # noqa: E402
 from lrlab.tune.analysis import tolerable_factor  # noqa: E402
@@ -175,9 +175,7 @@ def fig_curves(plt, plans, rows_of):
     from matplotlib.ticker import NullFormatter
 
     n = len(plans)
-    cols = min(4, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
+    fig, axes = panels(plt, n, 4, 4.2, 3.3)
     for ax, plan in zip(axes.flat, plans, strict=False):
         rows = rows_of[plan.task]
         for name in SCHEDULES:
@@ -200,8 +198,6 @@ def fig_curves(plt, plans, rows_of):
         ax.set_title(plan.task)
         ax.set_xlabel("lr / best lr")
         ax.set_ylabel("loss / best loss")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -209,9 +205,7 @@ def fig_curves(plt, plans, rows_of):
 
 def fig_worst(plt, plans, res: pd.DataFrame, g: float):
     n = len(plans)
-    cols = min(4, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
+    fig, axes = panels(plt, n, 4, 4.2, 3.3)
     ks = np.array([g**m for m in WORST_M])
     for ax, plan in zip(axes.flat, plans, strict=False):
         sub = res[res["task"] == plan.task]
@@ -225,8 +219,6 @@ def fig_worst(plt, plans, res: pd.DataFrame, g: float):
         ax.set_title(plan.task)
         ax.set_xlabel("grid factor")
         ax.set_ylabel("worst-case excess / best excess")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -51,7 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import ROOT, Report, mean_sd, paired, parser, pyplot, table  # noqa: E402
+from _common import ROOT, Report, mean_sd, paired, panels, parser, pyplot, table  # noqa: E402
 
 from lrlab.schedules import Schedule, WarmupStableDecay  # noqa: E402
 from lrlab.tasks import Task, get_task  # noqa: E402
@@ -367,9 +367,7 @@ def _ticks(ax, lrs: np.ndarray, factor: float) -> None:
 def fig_loss_vs_lr(plt, plans, rows_of, tasks_of):
     shown = [p for p in plans if p.task in FIGURE_TASKS] or list(plans)
     n = len(shown)
-    cols = min(3, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.8 * cols, 3.7 * nrows), squeeze=False)
+    fig, axes = panels(plt, n, 3, 4.8, 3.7)
     for ax, plan in zip(axes.flat, shown, strict=False):
         rows = rows_of[plan.task]
         curves = []
@@ -390,8 +388,6 @@ def fig_loss_vs_lr(plt, plans, rows_of, tasks_of):
         ax.set_title(f"{plan.task} ({tasks_of[plan.task].default_optimizer})")
         ax.set_xlabel("peak lr")
         ax.set_ylabel("final training loss (mean over seeds)")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -420,10 +416,7 @@ def fig_relative(plt, plans, tasks_of, comp):
 
 def fig_refined(plt, plans, stored_of):
     n = len(plans)
-    cols = min(4, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.6 * nrows), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = panels(plt, n, 4, 3.4, 2.6, sharex=True, sharey=True)
     for ax, plan in zip(axes.flat, plans, strict=False):
         sched = refined_schedule(stored_of[plan.task])
         T = sched.horizon
@@ -432,8 +425,6 @@ def fig_refined(plt, plans, stored_of):
         ax.plot([0, 1], [1, 0], color=COLORS["linear"], ls="--", lw=1, label="linear")
         ax.set_title(f"{plan.task} (T = {T})", fontsize=9)
         ax.set_xticks([0, 0.5, 1], ["0", "T/2", "T"])
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("lr multiplier")
     axes.flat[0].legend(fontsize=7)
