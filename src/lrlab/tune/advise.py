@@ -75,6 +75,7 @@ from lrlab.tune.study import (
     plain_storage_errors,
     storage_url,
     study_names,
+    value_key,
 )
 
 ADVICE_ATTR = "lrlab_advice"
@@ -120,10 +121,6 @@ def theory_factor(schedules: Mapping[str, Schedule], steps: int) -> tuple[float,
         ok = [f for f in _FACTORS if worst_case(sched, f, steps) <= TOLERANCE]
         per[label] = max(ok) if ok else _FACTORS[0]
     return min(per.values()), per
-
-
-def _lr_key(x: float) -> str:
-    return f"{x:.12g}"
 
 
 def grid_candidates(lr0: float, factor: float) -> list[tuple[str, float]]:
@@ -335,11 +332,11 @@ def _points(df, pilots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
          else float(r.test_metric)}
         for r in df.itertuples()
     ]
-    on_grid = {_lr_key(p["lr"]) for p in points if p["schedule"] == "linear"}
+    on_grid = {value_key(p["lr"]) for p in points if p["schedule"] == "linear"}
     points += [
         {"schedule": "linear", "lr": p["lr"], "final_loss": p["final_loss"],
          "test_metric": p["test_metric"]}
-        for p in pilots if _lr_key(p["lr"]) not in on_grid
+        for p in pilots if value_key(p["lr"]) not in on_grid
     ]
     return points
 
@@ -570,9 +567,9 @@ def advise(
             per["constant"] = theory_factor({"constant": Constant()}, steps)[0]
         # 3. the grid, by priority, and the learning-rate-free run, one batch; a diverged pilot
         # that lands on the grid is recorded instead of trained again
-        tried = {(p["schedule"], _lr_key(p["lr"])) for p in pilots}
+        tried = {(p["schedule"], value_key(p["lr"])) for p in pilots}
         cands = grid_candidates(lr0, factor)
-        measured = [(s, x) for s, x in cands if (s, _lr_key(x)) in tried]
+        measured = [(s, x) for s, x in cands if (s, value_key(x)) in tried]
         grid = [c for c in cands if c not in measured][: budget - used - free_runs]
         settings = dataclasses.replace(base, lrs=(lr0,), pilot_lr=lr0)
         st = _create(name, url, settings, refined)

@@ -141,12 +141,12 @@ def study_names(rdb: optuna.storages.RDBStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
 
 
-def _fmt(x: float) -> str:
+def value_key(x: float) -> str:  # the text a searched value names its trial by
     return f"{float(x):.12g}"
 
 
 def _key(params: dict[str, Any], searched: Sequence[str]) -> Key:
-    point = tuple((k, _fmt(params[k])) for k in searched)
+    point = tuple((k, value_key(params[k])) for k in searched)
     return (str(params["schedule"]), int(params["seed"]), point)
 
 
