@@ -50,6 +50,8 @@ RESULTS = ROOT / "bench" / "results" / "mutants.json"
 EQUIVALENT = ROOT / "bench" / "mutants-equivalent.txt"
 
 #: Module -> {source file (under src/lrlab): the test files that concern it}.
+OPTIM_FAMILIES = ("averaging", "dadapt", "madgrad", "mechanic", "momo", "polyak", "prodigy",
+                  "schedulefree")
 MODULES: dict[str, dict[str, list[str]]] = {
     "schedules": {
         f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py",
@@ -62,18 +64,22 @@ MODULES: dict[str, dict[str, list[str]]] = {
     "refine": {"refine.py": ["test_refine.py", "test_refine_horizon.py", "test_refine_report.py",
                              "test_refine_binning.py", "test_recorder.py"]},
     "optim": {
+        # each family: its tests, then its parity with the reference package (the oracle),
+        # then the state-dict round trips of every optimizer
         **{
             f"optim/{f}.py": [f"test_optim_{f}.py"] + (
+                [f"test_optim_{f}_parity.py"] if f != "polyak" else []) + (
                 ["test_lrfree_shared_state.py"] if f in ("dadapt", "prodigy", "schedulefree")
                 else []) + (["test_schedulefree_defaults.py"] if f == "schedulefree" else [])
-            for f in ("averaging", "dadapt", "madgrad", "mechanic", "momo", "prodigy",
-                      "schedulefree")
+            + ["test_optim_state.py"]
+            for f in OPTIM_FAMILIES
         },
         # shared by every optimizer: the building blocks' tests first, then every family
         **{
-            f"optim/{f}.py": ["test_optim_blocks.py", *[
-                f"test_optim_{g}.py" for g in ("averaging", "dadapt", "madgrad", "mechanic",
-                                               "momo", "prodigy", "schedulefree")],
+            f"optim/{f}.py": ["test_optim_blocks.py", "test_optim_state.py",
+                              *[f"test_optim_{g}.py" for g in OPTIM_FAMILIES],
+                              *[f"test_optim_{g}_parity.py" for g in OPTIM_FAMILIES
+                                if g != "polyak"],
                               "test_lrfree_shared_state.py"]
             for f in ("_base", "_foreach", "_validate")
         },
