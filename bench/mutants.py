@@ -71,7 +71,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
                 [f"test_optim_{f}_parity.py"] if f != "polyak" else []) + (
                 ["test_lrfree_shared_state.py"] if f in ("dadapt", "prodigy", "schedulefree")
                 else []) + (["test_schedulefree_defaults.py"] if f == "schedulefree" else [])
-            + ["test_optim_state.py"]
+            + ["test_optim_state.py", "test_optim_docs.py"]
             for f in OPTIM_FAMILIES
         },
         # shared by every optimizer: the building blocks' tests first, then every family

@@ -51,12 +51,14 @@ def primal_averaging_recurrence(memory, i, x, g, k, lr, c):
     return (1 - c) * x + c * z
 
 
-@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.9, 0.0), (0.5, 0.05), (0.0, 0.0)])
+@pytest.mark.parametrize(("momentum", "weight_decay"),
+                         [(0.9, 0.0), (0.5, 0.05), (0.0, 0.0), (0.5, 1.0)])
 def test_mda_follows_its_recurrence(momentum, weight_decay):
     run_against_recurrence(MDA, mda_recurrence, 0.05, momentum, weight_decay)
 
 
-@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.9, 0.0), (0.5, 0.05), (0.0, 0.0)])
+@pytest.mark.parametrize(("momentum", "weight_decay"),
+                         [(0.9, 0.0), (0.5, 0.05), (0.0, 0.0), (0.5, 1.0)])
 def test_primal_averaging_follows_its_recurrence(momentum, weight_decay):
     run_against_recurrence(
         PrimalAveragingSGD, primal_averaging_recurrence, 0.3, momentum, weight_decay

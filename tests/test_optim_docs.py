@@ -3,6 +3,7 @@ default, the paper (an arXiv id), and an example that runs."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import inspect
 import re
@@ -57,3 +58,39 @@ def test_example_runs(cls):
     for test in tests:
         runner.run(test)
     assert runner.failures == 0 and runner.tries >= 5, runner.summarize(verbose=False)
+
+
+DEFAULT = re.compile(r"(?:\(|; )default\s+(\([^)]*\)|[^\s;,:)]+)|\((\S+), the default\)")
+
+
+def documented_default(text: str) -> object:
+    """The value an argument's description gives as its default (``(default X``, ``; default X``
+    or ``(X, the default)``), as Python reads it (``inf`` as infinity); a default described in
+    words (``√β₂``) is returned as the text."""
+    match = DEFAULT.search(text)
+    assert match, f"no default in {text!r}"
+    token = match.group(1) or match.group(2)
+    if token == "inf":
+        return float("inf")
+    try:
+        return ast.literal_eval(token)
+    except (ValueError, SyntaxError):
+        return token
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_documented_defaults_are_the_signature_defaults(cls):
+    args = section(inspect.getdoc(cls), "Args")
+    checked = 0
+    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        if param.default is inspect.Parameter.empty:
+            continue
+        entry = re.search(rf"^ {{4}}{name}: (.*(?:\n {{6,}}\S.*)*)", args, re.M)
+        said = documented_default(entry.group(1))
+        if isinstance(said, str):  # described in words: the words must name no number
+            assert not re.search(r"\d", said), f"{cls.__name__}.{name}: {said!r}"
+            continue
+        assert said == param.default and type(said) is type(param.default), (
+            f"{cls.__name__}.{name}: documented default {said!r}, signature {param.default!r}")
+        checked += 1
+    assert checked >= 1

@@ -122,3 +122,14 @@ def test_cube_root_edges_and_fallback(dtype):
     half = x[2:].to(torch.bfloat16)  # no Newton constants for it: torch.pow
     assert torch.equal(cube_root([half], [torch.empty_like(half)], Scratch())[0],
                        half.pow(1.0 / 3.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_cube_root_adds_its_offset_on_both_paths(dtype):
+    """``add`` (MADGRAD's eps) is added after the root by Newton's path (float32/64) and by the
+    ``torch.pow`` fallback (other dtypes) alike."""
+    x = torch.tensor([0.0, 1.0, 8.0, 1e-3, 27.0], dtype=dtype)
+    root = cube_root([x], [torch.empty_like(x)], Scratch())[0].clone()
+    shifted = cube_root([x], [torch.empty_like(x)], Scratch(), add=0.5)[0]
+    assert torch.equal(shifted, root + 0.5)
+    assert float(shifted[0]) == 0.5

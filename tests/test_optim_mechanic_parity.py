@@ -32,6 +32,7 @@ CASES = [
     (SGD, {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-3}, {"s_decay": 0.0}, None, None),
     (ADAM, {"lr": 1e-3}, {"betas": (0.9, 0.999), "s_init": 1e-6}, None, None),
     (ADAMW, {"lr": 1e-3, "weight_decay": 0.1}, {"eps": 1e-6, "s_decay": 0.1}, None, None),
+    (SGD, {"lr": 0.01, "momentum": 0.9}, {"s_decay": 1.0}, None, None),  # a strong decay term
     (SGD, {"lr": 0.01}, {"store_delta": True},
      [{"idx": [0, 1]}, {"idx": [2, 3], "lr": 0.003}], every_third),
 ]

@@ -124,3 +124,28 @@ def test_groups_may_differ_in_lr_but_not_in_shared_options():
         Momo([{"params": [a, b]}, {"params": [c, d], "beta": 0.5}])
     with pytest.raises(ValueError, match="weight_decay"):
         Momo([{"params": [a, b]}, {"params": [c, d], "weight_decay": -1.0}])
+
+
+@pytest.mark.parametrize(("make", "corrected"), [
+    (lambda p: Momo(p, bias_correction=True), True),
+    (lambda p: Momo(p, bias_correction=False), False),
+    (MomoAdam, True),  # always bias-corrected, with beta1
+], ids=["Momo-corrected", "Momo", "MomoAdam"])
+def test_a_step_without_gradients_still_counts_its_loss(make, corrected):
+    """A step in which no parameter has a gradient (a frozen phase) moves nothing but averages
+    its loss and counts: with a constant loss c the bias-corrected average stays c, so the
+    counter and the average cannot drift apart."""
+    params = make_params(0)
+    opt = make(params)
+    group = opt.param_groups[0]
+    c, beta = 0.75, group["beta"] if "beta" in group else group["betas"][0]
+    for t in range(5):
+        compute_grads(params, t, skip=(0, 1, 2, 3) if t in (1, 2) else ())
+        before = [p.detach().clone() for p in params]
+        opt.step(loss=c)
+        moved = any(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
+        assert moved == (t not in (1, 2))
+        group = opt.param_groups[0]
+        assert group["k"] == t + 1
+        rho = 1 - beta ** (t + 1) if corrected else 1.0
+        assert group["loss_avg"] / rho == pytest.approx(c, rel=1e-12)

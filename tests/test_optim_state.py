@@ -253,3 +253,46 @@ def test_added_group_receives_the_current_globals():
         start = make(make_params()[:2]).param_groups[0]
         assert all(first[k] != start[k] for k in keys), "a global had not moved"
         assert all(added[k] == first[k] for k in keys)
+
+
+def mechanic_old_layout(opt: Mechanic) -> dict[str, Any]:
+    """Mechanic's state dict as older lrlab versions saved it: ``{"base": the base optimizer's
+    state dict, "state": {index: own entries}, "tuner": {s, v, r, m, step, betas} or {} before
+    the first step}``."""
+    plain = plain_copy(opt)
+    prefix = "mechanic_"
+    base_state = {i: {k: v for k, v in st.items() if not k.startswith(prefix)}
+                  for i, st in plain["state"].items()}
+    own = {i: {k[len(prefix):]: v for k, v in st.items() if k.startswith(prefix)}
+           for i, st in plain["state"].items()}
+    groups = [{k: v for k, v in g.items() if not k.startswith(prefix)}
+              for g in plain["param_groups"]]
+    first = plain["param_groups"][0]
+    tuner = {}
+    if first[prefix + "k"]:
+        tuner = {k: torch.tensor(first[prefix + k], dtype=torch.float64) for k in "svrm"}
+        tuner.update(step=torch.tensor(first[prefix + "k"]), betas=list(first[prefix + "betas"]))
+    return {"base": {"state": {i: st for i, st in base_state.items() if st},
+                     "param_groups": groups},
+            "state": {i: st for i, st in own.items() if st}, "tuner": tuner}
+
+
+@pytest.mark.parametrize("steps", [0, SPLIT])
+def test_mechanic_state_dict_of_the_older_layout_resumes_exactly(steps):
+    """Saved after ``steps`` steps (0: before the tuner existed) in the older layout, loaded into
+    a fresh Mechanic on a copy of the parameters: the rest of the run is the same."""
+    case = CASES["Mechanic"]
+    params = make_params()
+    opt = case.make(groups_of(params, case.spec))
+    for k in range(steps):
+        step(opt, params, k, case)
+    old = roundtrip(mechanic_old_layout(opt))
+    assert bool(old["tuner"]) == bool(steps) and bool(old["state"]) == bool(steps)
+    fresh_params = clone_params(params)
+    fresh = case.make(groups_of(fresh_params, case.spec))
+    fresh.load_state_dict(old)
+    assert fresh.param_groups[0]["mechanic_k"] == steps
+    for k in range(steps, SPLIT + MORE):
+        step(opt, params, k, case)
+        step(fresh, fresh_params, k, case)
+    assert all(torch.equal(a, b) for a, b in zip(fresh_params, params, strict=True))
