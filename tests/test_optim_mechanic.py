@@ -138,3 +138,24 @@ def test_deepcopy_keeps_base_and_tuner():
     twin = copy.deepcopy(opt)
     assert twin.scale == opt.scale > 0
     assert isinstance(twin.base, SGD)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_parameter_tensor_and_the_tuner_dtype(dtype):
+    """A model with a single parameter tensor (a bias-free linear layer) trains: the learned
+    scale grows and the loss falls; the tuner computes in float64 for float64 parameters and in
+    float32 otherwise."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.zeros(3, dtype=dtype, requires_grad=True)
+    x = torch.randn(64, 3, generator=g, dtype=dtype)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=dtype)
+    opt = Mechanic(torch.optim.SGD([w], lr=0.05))
+    losses = []
+    for _ in range(100):
+        opt.zero_grad()
+        loss = ((x @ w - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert opt.tuner["s"].dtype == dtype
+    assert opt.scale > 1e-3 and losses[-1] < 0.5 * losses[0]

@@ -195,6 +195,8 @@ def test_resume_is_exact(dtype, beta):
 
     params, opt = fresh()
     train(params, opt, batches)
+    # ᾱ is kept as a running scalar; with batches of 3 it must still be the mean of α
+    assert opt.alpha_mean == pytest.approx(float(opt.alpha.mean()), rel=1e-9)
     split = len(batches) // 2 + 1  # mid-epoch
     for plain in (False, True):
         p1, first = fresh()

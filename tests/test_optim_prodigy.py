@@ -111,3 +111,16 @@ def test_deepcopy_steps_like_the_original():
     opt.step()
     twin.step()
     assert all(torch.equal(a, b) for a, b in zip(params, twin_params, strict=True))
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.9])
+def test_first_moment_buffer_only_with_beta1(beta1):
+    """The documented per-parameter state: ``s``, ``p0``, ``exp_avg_sq``, and ``exp_avg`` only
+    when beta1 > 0 (without momentum no buffer is spent on it)."""
+    params = make_params(0)
+    opt = Prodigy(params, betas=(beta1, 0.999))
+    for k in range(3):
+        compute_grads(params, k)
+        opt.step()
+    expected = {"s", "p0", "exp_avg_sq"} | ({"exp_avg"} if beta1 > 0 else set())
+    assert all(set(opt.state[p]) == expected for p in params)
