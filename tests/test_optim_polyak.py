@@ -296,3 +296,33 @@ def test_sp_needs_losses_but_no_indices():
         one_step(SP([w]), w)
     one_step(SP([w]), w, losses=torch.tensor([1.0, 2.0]))
     assert torch.allclose(w, torch.full((D,), -1.5 / (D + 0.01), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("make", [lambda w: TAPS([w], n=N, lr=0.5, target=0.2),
+                                  lambda w: MOTAPS([w], n=N, lr=0.5, lambd=0.5, beta=0.3)],
+                         ids=["TAPS", "MOTAPS"])
+def test_a_step_at_lr_zero_changes_nothing(make):
+    """A schedule that ends at 0 (linear decay) takes its last steps at lr 0: the parameters,
+    the α of the examples seen and their mean stay where they are."""
+    A, b = logistic_data()
+    order = np.random.default_rng(1).integers(N, size=2 * N)
+    w_start = torch.zeros(D, dtype=torch.float64, requires_grad=True)
+    opt = make(w_start)
+    At, bt = torch.from_numpy(A), torch.from_numpy(b)
+
+    def step(i):
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(-bt[i] * (At[i] @ w_start))
+        loss.backward()
+        opt.step(losses=loss.detach(), indices=[int(i)])
+
+    for i in order[:N]:
+        step(i)
+    assert float(opt.alpha.abs().sum()) > 0
+    for g in opt.param_groups:
+        g["lr"] = 0.0
+    w, alpha, mean = w_start.detach().clone(), opt.alpha.clone(), opt.alpha_mean
+    for i in order[N:]:
+        step(i)
+    assert torch.equal(w_start.detach(), w) and torch.equal(opt.alpha, alpha)
+    assert opt.alpha_mean == mean
