@@ -76,6 +76,7 @@ BAD = [
     ({"slice_p": 1.5}, "slice_p"),
     ({"safeguard_warmup": "yes"}, "safeguard_warmup"),
     ({"use_bias_correction": None}, "use_bias_correction"),
+    ({"decouple": 1}, "decouple"),
 ]
 
 

@@ -246,13 +246,14 @@ def test_added_group_receives_the_current_globals():
             opt.step(loss=loss) if needs_loss else opt.step()
         if isinstance(opt, SGDScheduleFree):
             opt.eval()
-        opt.add_param_group({"params": params[2:]})
-        first, added = opt.param_groups
+        opt.add_param_group({"params": params[2:3]})
+        opt.add_param_group({"params": params[3:]})  # the third group too, not only the second
+        first, *added = opt.param_groups
         keys = (opt.GLOBALS if not isinstance(opt, Mechanic)
                 else [k for k in first if k.startswith("mechanic_") and k != "mechanic_betas"])
         start = make(make_params()[:2]).param_groups[0]
         assert all(first[k] != start[k] for k in keys), "a global had not moved"
-        assert all(added[k] == first[k] for k in keys)
+        assert all(group[k] == first[k] for group in added for k in keys)
 
 
 def mechanic_old_layout(opt: Mechanic) -> dict[str, Any]:
