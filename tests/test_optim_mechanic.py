@@ -159,3 +159,11 @@ def test_one_parameter_tensor_and_the_tuner_dtype(dtype):
         losses.append(loss.item())
     assert opt.tuner["s"].dtype == dtype
     assert opt.scale > 1e-3 and losses[-1] < 0.5 * losses[0]
+
+
+def test_defaults_are_the_base_optimizers():
+    """Tools that read ``optimizer.defaults`` (to fill a new param group, or to log the
+    hyperparameters) see the base optimizer's."""
+    base = torch.optim.SGD(make_params(), lr=0.03, momentum=0.9)
+    opt = Mechanic(base)
+    assert opt.defaults is base.defaults and opt.defaults["lr"] == 0.03

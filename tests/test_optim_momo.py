@@ -92,6 +92,7 @@ def test_params_without_grad_are_skipped():
         ({"beta": -0.1}, "beta"),
         ({"lb": math.nan}, "lb"),
         ({"bias_correction": 1}, "bias_correction"),
+        ({"use_fstar": 1}, "use_fstar"),
     ],
 )
 def test_momo_rejects_bad_hyperparameters(kwargs, name):

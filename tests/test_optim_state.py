@@ -237,18 +237,20 @@ def test_scalars_entry_is_refused_where_it_never_existed():
 
 def test_added_group_receives_the_current_globals():
     makers = [(lambda p: Momo(p, use_fstar=True), True), (lambda p: MADGRAD(p, lr=0.05), False),
-              (SGDScheduleFree, False), (lambda p: Mechanic(torch.optim.SGD(p, lr=0.01)), False)]
+              (SGDScheduleFree, False), (lambda p: Mechanic(torch.optim.SGD(p, lr=0.01)), False),
+              (lambda p: ScheduleFreeWrapper(torch.optim.SGD(p, lr=0.1)), False)]
     for make, needs_loss in makers:
         params = make_params()
         opt = make(params[:2])
         for k in range(3):
             loss = compute_grads(params, k, skip=(2, 3))
             opt.step(loss=loss) if needs_loss else opt.step()
-        if isinstance(opt, SGDScheduleFree):
+        if isinstance(opt, (SGDScheduleFree, ScheduleFreeWrapper)):
             opt.eval()
         opt.add_param_group({"params": params[2:3]})
         opt.add_param_group({"params": params[3:]})  # the third group too, not only the second
         first, *added = opt.param_groups
+        assert [g["params"] for g in added] == [params[2:3], params[3:]]
         keys = (opt.GLOBALS if not isinstance(opt, Mechanic)
                 else [k for k in first if k.startswith("mechanic_") and k != "mechanic_betas"])
         start = make(make_params()[:2]).param_groups[0]
@@ -297,3 +299,49 @@ def test_mechanic_state_dict_of_the_older_layout_resumes_exactly(steps):
         step(opt, params, k, case)
         step(fresh, fresh_params, k, case)
     assert all(torch.equal(a, b) for a, b in zip(fresh_params, params, strict=True))
+
+
+def wrapper_old_layout(plain: dict[str, Any]) -> dict[str, Any]:
+    """ScheduleFreeWrapper's state dict as older lrlab versions saved it: its own ``z`` under
+    ``state``, the mode in a ``"scalars"`` entry, and the base optimizer's state dict (whose
+    param groups it shared) under ``"base"``."""
+    prefix = "sf_z"
+    groups = [{k: v for k, v in g.items() if k != "train_mode"} for g in plain["param_groups"]]
+    return {
+        "state": {i: {"z": st[prefix]} for i, st in plain["state"].items() if prefix in st},
+        "param_groups": groups,
+        "scalars": {"train_mode": plain["param_groups"][0]["train_mode"]},
+        "base": {"state": {i: {k: v for k, v in st.items() if k != prefix}
+                           for i, st in plain["state"].items()},
+                 "param_groups": groups},
+    }
+
+
+def test_wrapper_state_dict_of_the_older_layout_resumes_exactly():
+    case = CASES["ScheduleFreeWrapper"]
+    params, opt = run_until_split(case)
+    old = roundtrip(wrapper_old_layout(plain_copy(opt)))
+    fresh_params = clone_params(params)
+    fresh = case.make(groups_of(fresh_params, case.spec))
+    fresh.load_state_dict(old)
+    assert fresh.train_mode is False and fresh.param_groups[0]["sf_k"] == SPLIT
+    continue_run(opt, params, case)
+    continue_run(fresh, fresh_params, case)
+    assert all(torch.equal(a, b) for a, b in zip(fresh_params, params, strict=True))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_loading_replaces_the_state_of_an_optimizer_that_has_stepped(name):
+    """A state dict saved before any step, loaded into an optimizer that has taken steps,
+    leaves nothing of those steps behind: from the same parameters the two then step alike."""
+    case = CASES[name]
+    params, used = run_until_split(case)
+    if case.schedule_free:
+        used.train()
+    start_params = clone_params(params)
+    start = case.make(groups_of(start_params, case.spec))
+    used.load_state_dict(roundtrip(start.state_dict()))
+    for k in range(SPLIT, SPLIT + MORE):
+        step(used, params, k, case)
+        step(start, start_params, k, case)
+    assert all(torch.equal(a, b) for a, b in zip(params, start_params, strict=True))
