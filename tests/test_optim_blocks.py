@@ -74,6 +74,9 @@ def test_non_contiguous_and_scalar_tensors_stay_whole(block7):
 def test_chunks_group_small_tensors_up_to_the_block(block7):
     ts = [torch.zeros(n) for n in (3, 3, 3, 10, 1, 6)]
     assert [(s.start, s.stop) for s in chunks(ts)] == [(0, 2), (2, 3), (3, 4), (4, 6)]
+    # a one-element tensor (a bias, a gain) does not take a larger neighbour into its chunk
+    ones = [torch.zeros(n) for n in (1, 10, 1, 1, 7)]
+    assert [(s.start, s.stop) for s in chunks(ones)] == [(0, 1), (1, 2), (2, 4), (4, 5)]
     cut = split(ts, ts)
     assert sum(v.numel() for v in cut[0]) == 26
     assert all(sum(v.numel() for v in part[0]) <= 7 for part in blocks(ts, ts)
