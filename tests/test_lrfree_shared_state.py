@@ -1,13 +1,14 @@
 """Learning-rate-free optimizers keep one estimate (d, step count) for all their parameter
-groups: a group added later joins it; a step with lr = 0 moves nothing, the estimate included;
-and the Schedule-Free wrapper's interpolation must be a real average (momentum in (0, 1))."""
+groups: a group added later joins it; a step with lr = 0 moves nothing, the estimate included; a
+group at lr = 0 is as if absent; and the Schedule-Free wrapper's interpolation must be a real
+average (momentum in (0, 1))."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lrlab.optim import DAdaptAdam, DAdaptSGD, Prodigy
+from lrlab.optim import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD, Prodigy
 from lrlab.optim.schedulefree import ScheduleFreeWrapper
 
 
@@ -57,6 +58,21 @@ def test_a_step_at_lr_zero_moves_nothing(make, growth_rate) -> None:
     assert opt.param_groups[0]["d"] == d
     for a, b in zip(before, params, strict=True):
         assert torch.equal(a, b.detach())
+
+
+@pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, DAdaptAdaGrad, Prodigy])
+def test_a_frozen_group_is_as_if_absent(make) -> None:
+    """A group at lr = 0 (a frozen layer) neither moves nor enters the shared estimate: its
+    gradients change nothing, from the first step on (where d's scale is first measured)."""
+    params, alone = _params(), _params()[:1]
+    frozen_start = params[1].detach().clone()
+    opt = make([{"params": params[:1]}, {"params": params[1:], "lr": 0.0}], lr=1.0)
+    ref = make(alone, lr=1.0)
+    for _ in range(6):
+        _step(opt, params)
+        _step(ref, alone)
+    assert opt.param_groups[0]["d"] == ref.param_groups[0]["d"] > 1e-6
+    assert torch.equal(params[0], alone[0]) and torch.equal(params[1].detach(), frozen_start)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 1.0, -0.1])

@@ -177,3 +177,17 @@ def test_wrapper_survives_a_warm_up_from_zero():
         compute_grads(params, t)
         opt.step()
     assert max_rel_diff(params, start) > 0
+
+
+@pytest.mark.parametrize("cls", [SGDScheduleFree, AdamWScheduleFree])
+def test_effective_lr_is_the_warmed_up_step(cls):
+    """``effective_lr()`` reports the step of the last update: lr times the linear warm-up
+    factor (k + 1) / warmup_steps, then lr."""
+    params = make_params(0)
+    opt = cls(params, lr=0.5, warmup_steps=4)
+    opt.train()
+    assert opt.effective_lr() == [0.0]
+    for k in range(6):
+        compute_grads(params, k)
+        opt.step()
+        assert opt.effective_lr() == [pytest.approx(0.5 * min(1.0, (k + 1) / 4), rel=1e-15)]
