@@ -327,3 +327,15 @@ def test_a_step_at_lr_zero_changes_nothing(make):
         step(i)
     assert torch.equal(w_start.detach(), w) and torch.equal(opt.alpha, alpha)
     assert opt.alpha_mean == mean
+
+
+@pytest.mark.parametrize("make", [lambda g: SP(g), lambda g: TAPS(g, n=N),
+                                  lambda g: MOTAPS(g, n=N)], ids=["SP", "TAPS", "MOTAPS"])
+def test_a_group_with_a_bad_lr_is_refused(make):
+    """An lr given per param group (or in a group added later) is checked like the argument."""
+    w, v = (torch.zeros(2, requires_grad=True) for _ in range(2))
+    with pytest.raises(ValueError, match="lr"):
+        make([{"params": [w], "lr": -1.0}])
+    opt = make([w])
+    with pytest.raises(ValueError, match="lr"):
+        opt.add_param_group({"params": [v], "lr": float("nan")})
