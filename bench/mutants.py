@@ -451,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="module to mutate (repeatable; default: all)")
     ap.add_argument("--sample", type=int, default=0, help="mutants drawn per module (0 = all)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    ap.add_argument("--unrun", action="store_true",
+                    help="draw only from mutants with no stored result (a sample that extends "
+                         "the earlier ones)")
     ap.add_argument("--survivors", action="store_true",
                     help="rerun the stored survivors not listed as equivalent")
     ap.add_argument("--timeout-factor", type=float, default=3.0,
@@ -492,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
                 eq = load_equivalent()
                 pool = [x for x in pool if x[0].id not in eq
                         and records.get(x[0].id, {}).get("status") == "survived"]
-            elif args.sample and args.sample < len(pool):
+            elif args.unrun:
+                pool = [x for x in pool if x[0].id not in records]
+            if not args.survivors and args.sample and args.sample < len(pool):
                 pool = random.Random(f"{args.seed}:{mod}").sample(pool, args.sample)
             todo.extend(pool)
         def done(m: Mutant) -> None:  # saved after every mutant: an interrupted run keeps

@@ -295,6 +295,7 @@ def test_mechanic_state_dict_of_the_older_layout_resumes_exactly(steps):
     fresh = case.make(groups_of(fresh_params, case.spec))
     fresh.load_state_dict(old)
     assert fresh.param_groups[0]["mechanic_k"] == steps
+    assert fresh.effective_lr() == opt.effective_lr()  # the step S·lr it reports
     for k in range(steps, SPLIT + MORE):
         step(opt, params, k, case)
         step(fresh, fresh_params, k, case)
