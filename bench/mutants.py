@@ -52,11 +52,16 @@ EQUIVALENT = ROOT / "bench" / "mutants-equivalent.txt"
 #: Module -> {source file (under src/lrlab): the test files that concern it}.
 OPTIM_FAMILIES = ("averaging", "dadapt", "madgrad", "mechanic", "momo", "polyak", "prodigy",
                   "schedulefree")
+# the families checked against a reference package (test_optim_<family>_parity.py)
+OPTIM_PARITY = ("dadapt", "madgrad", "mechanic", "momo", "prodigy", "schedulefree")
 MODULES: dict[str, dict[str, list[str]]] = {
     "schedules": {
-        f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py",
-                              "test_schedules_values.py", "test_schedules_arguments.py"]
-        for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
+        **{
+            f"schedules/{f}.py": ["test_schedules.py", "test_schedules_props.py",
+                                  "test_schedules_values.py", "test_schedules_arguments.py"]
+            for f in ("array", "base", "compose", "decay", "onecycle", "phases", "warmup")
+        },
+        "schedules/spec.py": ["test_schedules_spec.py"],
     },
     "theory": {"theory.py": ["test_theory.py", "test_theory_misspecified.py",
                              "test_theory_inputs.py", "test_theory_long_horizon.py",
@@ -68,7 +73,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         # then the state-dict round trips of every optimizer
         **{
             f"optim/{f}.py": [f"test_optim_{f}.py"] + (
-                [f"test_optim_{f}_parity.py"] if f != "polyak" else []) + (
+                [f"test_optim_{f}_parity.py"] if f in OPTIM_PARITY else []) + (
                 ["test_lrfree_shared_state.py"] if f in ("dadapt", "prodigy", "schedulefree")
                 else []) + (["test_schedulefree_defaults.py"] if f == "schedulefree" else [])
             + ["test_optim_state.py", "test_optim_docs.py"]
@@ -78,8 +83,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         **{
             f"optim/{f}.py": ["test_optim_blocks.py", "test_optim_state.py",
                               *[f"test_optim_{g}.py" for g in OPTIM_FAMILIES],
-                              *[f"test_optim_{g}_parity.py" for g in OPTIM_FAMILIES
-                                if g != "polyak"],
+                              *[f"test_optim_{g}_parity.py" for g in OPTIM_PARITY],
                               "test_lrfree_shared_state.py"]
             for f in ("_base", "_foreach", "_validate")
         },
@@ -100,6 +104,9 @@ MODULES: dict[str, dict[str, list[str]]] = {
                                       "test_train_zero_lr.py", "test_train_lrfree.py"]
             for f in ("dadapt", "prodigy", "schedulefree")
         },
+        "train/methods/polyak.py": ["test_train_polyak.py", "test_train_optimizers.py",
+                                    "test_train_resume_state.py"],
+        "train/devices.py": ["test_tasks_modules.py", "test_train.py"],
     },
     "tune": {
         "tune/study.py": ["test_tune_study_records.py", "test_tune_edges.py",
