@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -370,6 +372,18 @@ def run(mutants: list[tuple[Mutant, int]], timeout_factor: float,
 
 
 # -- results ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _results_lock() -> Iterator[None]:
+    """Exclusive use of the results file between campaigns run side by side."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_name(".mutants.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def load_results() -> dict[str, dict]:
     if RESULTS.exists():
         return {r["id"]: r for r in json.loads(RESULTS.read_text()).get("mutants", [])}
@@ -507,12 +521,19 @@ def main(argv: list[str] | None = None) -> int:
             if not args.survivors and args.sample and args.sample < len(pool):
                 pool = random.Random(f"{args.seed}:{mod}").sample(pool, args.sample)
             todo.extend(pool)
-        def done(m: Mutant) -> None:  # saved after every mutant: an interrupted run keeps
-            records[m.id] = asdict(m)  # what it measured
-            save(records, every, totals)
+        def done(m: Mutant) -> None:
+            """Saved after every mutant (an interrupted run keeps what it measured), merged
+            into the file as it is now (runs of other modules may be writing it too)."""
+            with _results_lock():
+                records.update(load_results())
+                records[m.id] = asdict(m)
+                save(records, every, totals)
 
         run(todo, args.timeout_factor, done)
-    print_summary(save(records, every, totals))
+    with _results_lock():
+        records.update(load_results())
+        summary = save(records, every, totals)
+    print_summary(summary)
     return 0
 
 
