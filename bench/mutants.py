@@ -108,7 +108,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         },
         "train/methods/polyak.py": ["test_train_polyak.py", "test_train_optimizers.py",
                                     "test_train_resume_state.py"],
-        "train/devices.py": ["test_tasks_modules.py", "test_train.py"],
+        "train/devices.py": ["test_tasks_modules.py"],
     },
     "tune": {
         "tune/study.py": ["test_tune_study_records.py", "test_tune_edges.py",
