@@ -133,3 +133,20 @@ def test_cube_root_adds_its_offset_on_both_paths(dtype):
     shifted = cube_root([x], [torch.empty_like(x)], Scratch(), add=0.5)[0]
     assert torch.equal(shifted, root + 0.5)
     assert float(shifted[0]) == 0.5
+
+
+@pytest.mark.parametrize("make", [lambda g: MADGRAD(g, lr=0.01),
+                                  lambda g: MADGRAD(g, lr=0.01, momentum=0.0),
+                                  lambda g: MirrorMADGRAD(g, lr=0.01)],
+                         ids=["MADGRAD", "MADGRAD-momentum0", "MirrorMADGRAD"])
+def test_a_group_at_lr_zero_stays_where_it_is(make):
+    """lr = 0 freezes a group (its dual weight is 0, not eps) while the others train."""
+    params = make_params(0)
+    opt = make([{"params": params[:2]}, {"params": params[2:], "lr": 0.0}])
+    frozen = [p.detach().clone() for p in params[2:]]
+    for k in range(5):
+        compute_grads(params, k)
+        opt.step()
+    assert all(torch.equal(p.detach(), f) for p, f in zip(params[2:], frozen, strict=True))
+    assert opt.effective_lr()[1] == 0.0 and opt.effective_lr()[0] > 0
+    assert not torch.equal(params[0].detach(), make_params(0)[0].detach())

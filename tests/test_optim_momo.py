@@ -150,3 +150,20 @@ def test_a_step_without_gradients_still_counts_its_loss(make, corrected):
         assert group["k"] == t + 1
         rho = 1 - beta ** (t + 1) if corrected else 1.0
         assert group["loss_avg"] / rho == pytest.approx(c, rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [Momo, lambda p: Momo(p, bias_correction=True), MomoAdam],
+                         ids=["Momo", "Momo-corrected", "MomoAdam"])
+def test_zero_gradients_at_a_stationary_point_take_no_step(make):
+    """All gradients 0 (the direction d has norm 0): the Polyak step is undefined, no step is
+    taken, and nothing turns into NaN; the next non-zero gradient steps as usual."""
+    params = make_params(0)
+    opt = make(params)
+    start = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step(loss=0.5)
+    assert all(torch.equal(p.detach(), s) for p, s in zip(params, start, strict=True))
+    opt.step(loss=compute_grads(params, 1))
+    assert all(torch.isfinite(p).all() for p in params)
+    assert not torch.equal(params[0].detach(), start[0])

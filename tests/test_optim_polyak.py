@@ -108,6 +108,7 @@ def test_sp_matches_its_rule():
         w, opt = run_torch(SP, order, A, b, lr=0.8, s_max=s_max)
         np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-12)
         assert 0 < opt.effective_lr()[0] <= (np.inf if s_max is None else s_max)
+        assert opt.param_groups[0]["k"] == len(order)  # the step counter
     assert SP([torch.zeros(2, requires_grad=True)]).effective_lr() == [0.0]  # before any step
 
 
