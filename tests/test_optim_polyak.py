@@ -340,3 +340,20 @@ def test_a_group_with_a_bad_lr_is_refused(make):
     opt = make([w])
     with pytest.raises(ValueError, match="lr"):
         opt.add_param_group({"params": [v], "lr": float("nan")})
+
+
+@pytest.mark.parametrize("cls", [SP, TAPS, MOTAPS])
+def test_a_parameter_without_gradient_counts_as_a_zero_gradient(cls):
+    """In ‖∇f_B‖² a parameter without a gradient (None) counts as 0: the step, α and ᾱ are
+    those of the same step with an all-zero gradient, also when no parameter has one."""
+    results = []
+    for grad in (None, torch.zeros(2, dtype=torch.float64)):
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        opt = cls([w], n=N) if cls is not SP else cls([w])
+        w.grad = grad
+        opt.step(losses=torch.tensor([0.7, 0.2], dtype=torch.float64), indices=[3, 5])
+        alpha = opt.alpha.clone() if cls is not SP else None
+        results.append((opt.effective_lr(), alpha, getattr(opt, "alpha_mean", None)))
+    (lr_none, a_none, m_none), (lr_zero, a_zero, m_zero) = results
+    assert lr_none == lr_zero and m_none == m_zero
+    assert cls is SP or (torch.equal(a_none, a_zero) and float(a_none.abs().sum()) > 0)

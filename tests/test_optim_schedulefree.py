@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from lrlab.optim import Prodigy
 from lrlab.optim.schedulefree import AdamWScheduleFree, ScheduleFreeWrapper, SGDScheduleFree
 from optim_harness import (
     clone_params,
@@ -191,3 +192,17 @@ def test_effective_lr_is_the_warmed_up_step(cls):
         compute_grads(params, k)
         opt.step()
         assert opt.effective_lr() == [pytest.approx(0.5 * min(1.0, (k + 1) / 4), rel=1e-15)]
+
+
+def test_wrapper_over_a_learning_rate_free_base_uses_its_d():
+    """Over a base with a step-size estimate d (Prodigy, D-Adaptation), the step in use, which
+    also weighs the average, is the base's lr times its d."""
+    params = make_params(0)
+    base = Prodigy(params, lr=0.5)
+    opt = ScheduleFreeWrapper(base)
+    opt.train()
+    for k in range(8):
+        compute_grads(params, k)
+        opt.step()
+    assert base.d > 1e-5  # moved well away from d0 = 1e-6
+    assert opt.effective_lr() == [pytest.approx(0.5 * base.d, rel=1e-15)]
