@@ -81,3 +81,18 @@ def test_schedulefree_wrapper_needs_a_momentum_inside_zero_one(momentum) -> None
     with pytest.raises(ValueError, match="momentum"):
         ScheduleFreeWrapper(base, momentum=momentum)
     assert ScheduleFreeWrapper(base, momentum=0.5).momentum == 0.5
+
+
+@pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, DAdaptAdaGrad, Prodigy])
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_an_lr_set_after_construction_is_checked_at_the_step(make, bad) -> None:
+    """A scheduler (or a hand edit) that sets a bad lr is caught at the next step, before any
+    parameter moves."""
+    params = _params()
+    opt = make(params, lr=1.0)
+    _step(opt, params)
+    before = [p.detach().clone() for p in params]
+    opt.param_groups[0]["lr"] = bad
+    with pytest.raises(ValueError, match="lr"):
+        _step(opt, params)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, params, strict=True))

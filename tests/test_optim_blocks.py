@@ -150,3 +150,17 @@ def test_tiny_blocks_change_only_rounding(monkeypatch, name, make, needs_loss):
         assert d <= 1e-12, f"{name}: blocks change step {k} by {d:.3g} (relative)"
     moved = max_rel_diff(whole[-1], make_params())
     assert moved > 1e-3, f"{name}: parameters moved only {moved:.3g}"
+
+
+def test_a_grown_work_buffer_leaves_no_view_into_the_old_one():
+    """When a slot needs a larger buffer, its cached views into the old buffer are dropped (they
+    would keep it alive); the other slots' views stay cached."""
+    from lrlab.optim._foreach import Scratch
+
+    scratch = Scratch()
+    small, other = scratch.views(0, [torch.zeros(3)]), scratch.views(1, [torch.zeros(4)])
+    old = small[0].untyped_storage().data_ptr()
+    scratch.views(0, [torch.zeros(10)])  # slot 0 grows
+    slot0 = [v for key, views in scratch._views.items() if key[0] == 0 for v in views]
+    assert slot0 and all(v.untyped_storage().data_ptr() != old for v in slot0)
+    assert scratch.views(1, [torch.zeros(4)]) is other
