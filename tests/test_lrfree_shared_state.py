@@ -96,3 +96,20 @@ def test_an_lr_set_after_construction_is_checked_at_the_step(make, bad) -> None:
     with pytest.raises(ValueError, match="lr"):
         _step(opt, params)
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, params, strict=True))
+
+
+@pytest.mark.parametrize("make", [DAdaptSGD, DAdaptAdam, DAdaptAdaGrad, Prodigy])
+def test_zero_gradients_at_a_stationary_point_take_no_step(make) -> None:
+    """All gradients 0: d cannot be estimated (every sum is 0), so nothing moves and nothing
+    turns into NaN; the next non-zero gradient steps as usual."""
+    params = _params()
+    opt = make(params, lr=1.0)
+    start = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert opt.param_groups[0]["d"] == 1e-6
+    assert all(torch.equal(a, b.detach()) for a, b in zip(start, params, strict=True))
+    _step(opt, params)
+    assert all(torch.isfinite(p).all() for p in params)
+    assert not torch.equal(start[0], params[0].detach())

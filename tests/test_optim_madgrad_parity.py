@@ -21,6 +21,8 @@ MIRROR_OPTIONS = [
     {"lr": 0.01},
     {"lr": 0.01, "weight_decay": 0.1},
     {"lr": 0.01, "weight_decay": 0.1, "decouple_decay": True},
+    {"lr": 0.01, "weight_decay": 1.0},  # a decay as strong as the loss
+    {"lr": 0.01, "weight_decay": 1.0, "decouple_decay": True},
     {"lr": 0.01, "momentum": 0.0},
     {"lr": 0.01, "eps": 1e-6, "momentum": 0.5},
 ]

@@ -29,6 +29,7 @@ WRAPPER_CASES = [
     (lambda p: torch.optim.SGD(p, lr=0.5), {}),
     (lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.5), {"momentum": 0.8, "r": 0.5}),
     (lambda p: torch.optim.Adagrad(p, lr=0.05), {"weight_decay_at_y": 0.1}),
+    (lambda p: torch.optim.Adagrad(p, lr=0.05), {"weight_decay_at_y": 1.0}),
     (lambda p: torch.optim.SGD(p, lr=0.2, weight_decay=0.01), {"weight_lr_power": 0.0}),
 ]
 
