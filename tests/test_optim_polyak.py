@@ -279,6 +279,7 @@ def test_bad_step_input_is_one_line(kw, message):
         (MOTAPS, {"beta": -0.5}, r"beta must be in \[0, 1\)"),
         (TAPS, {"n": 0}, "n must be"),
         (TAPS, {"target": float("nan")}, "target must be finite"),
+        (MOTAPS, {"target": float("inf")}, "target must be finite"),
         (SP, {"eps": 0.0}, "eps must be"),
         (SP, {"s_max": -1.0}, "s_max must be"),
     ],
