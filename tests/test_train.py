@@ -369,3 +369,19 @@ def test_run_trains_seed_0_by_default() -> None:
     b = run("iris_logreg", lr=0.1, schedule=Constant(), steps=5, seed=0)
     c = run("iris_logreg", lr=0.1, schedule=Constant(), steps=5, seed=1)
     assert a.config.seed == 0 and a.final_loss == b.final_loss != c.final_loss
+
+
+def test_member_order_is_the_documented_stream_of_permutations():
+    """Step t's minibatch is entries [tB, (t+1)B) of permutations of range(n) drawn one after
+    another from ``numpy.random.default_rng(seed)``, batches straddling epochs."""
+    n, seed, sizes = 10, 3, (7, 8, 30, 1)
+    order = MemberOrder(n, seed)
+    got = np.concatenate([order.take(k) for k in sizes])
+    rng = np.random.default_rng(seed)
+    stream = np.concatenate([rng.permutation(n) for _ in range(5)])
+    np.testing.assert_array_equal(got, stream[:sum(sizes)])
+
+
+def test_run_config_defaults():
+    cfg = RunConfig(0.1, Constant())
+    assert (cfg.seed, cfg.steps, cfg.optimizer, cfg.options) == (0, None, "sgd", {})

@@ -7,10 +7,14 @@ Each method's arithmetic against its single-model class is checked in ``test_tra
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
-from lrlab.train import LR_FREE, OPTIMIZERS, SCHEDULE_FREE
+from lrlab.schedules import Constant
+from lrlab.train import LR_FREE, OPTIMIZERS, SCHEDULE_FREE, RunConfig
 from lrlab.train.methods import (
     BATCHED_METHODS,
     batched_method,
@@ -217,3 +221,37 @@ def test_device_clean(kind: str) -> None:
         for t in getattr(opt, name):
             assert t.device.type == "meta" and t.dtype == torch.float32
     assert opt.eval_params([p, b])[0].device.type == "meta"
+
+
+def documented_options() -> dict[str, dict[str, str]]:
+    """Per optimizer, its options and the default each is given in the table of
+    docs/training.md."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (.*?) \| .*\|$", text, re.M)
+    return {name: dict(re.findall(r"`(\w+)` \(([^,)]+)", cell)) for name, cell in rows
+            if name in OPTIMIZERS}
+
+
+def test_the_documented_table_lists_every_option_with_its_default() -> None:
+    table = documented_options()
+    assert sorted(table) == sorted(OPTIMIZERS)
+    for name, options in table.items():
+        method = batched_method(name)
+        assert list(options) == list(method.OPTIONS), name
+        for key, said in options.items():
+            opt = method.OPTIONS[key]
+            if opt.derive is not None:
+                assert opt.default is None and said.startswith("√"), (name, key)
+            else:
+                number = float(said.split(":")[0].replace(" only", ""))
+                assert number == opt.default, f"{name}.{key}: table {said}, code {opt.default}"
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
+def test_betas_and_momenta_lie_in_zero_one(kind: str) -> None:
+    """As documented: every beta and momentum accepts values up to 1 exclusive."""
+    names = [k for k in batched_method(kind).OPTIONS if k.startswith("beta") or k == "momentum"]
+    for key in names:
+        with pytest.raises(ValueError, match=key):
+            RunConfig(0.1, Constant(), optimizer=kind, options={key: 1.0})
+        RunConfig(0.1, Constant(), optimizer=kind, options={key: 0.5})
