@@ -10,6 +10,7 @@ from lrlab.cli import main
 from lrlab.cli.bound_cmd import _build_schedule
 from lrlab.cli.schedules_cmd import build_plotted
 from lrlab.schedules import Cosine, InverseSqrt, MultiStep, Polynomial, Schedule, registry
+from lrlab.schedules.spec import split_spec
 from lrlab.tune import StudySettings, build_schedule
 
 SPECS = [
@@ -86,3 +87,21 @@ def test_unknown_names_are_listed_everywhere(capsys, tmp_path):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "unknown schedule 'nosuch'; known: constant" in err
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("True", True), ("1", True),
+                                             ("false", False), ("FALSE", False), ("0", False)])
+def test_booleans_read_as_written(text, value):
+    assert Schedule.from_spec(f"one_cycle:three_phase={text}", 100).three_phase is value
+
+
+def test_commas_inside_quotes_brackets_and_braces_do_not_split():
+    head, raw = split_spec('warmup:schedule={"name":"cosine","steps":90},note="a,b",m=[1,2]')
+    assert head == "warmup"
+    assert raw == {"schedule": '{"name":"cosine","steps":90}', "note": '"a,b"', "m": "[1,2]"}
+
+
+@pytest.mark.parametrize("spec", [5, None, "", "   "])
+def test_a_spec_must_be_a_non_empty_string(spec):
+    with pytest.raises(ValueError, match="a schedule spec must be a non-empty string"):
+        split_spec(spec)
