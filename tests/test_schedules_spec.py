@@ -105,3 +105,9 @@ def test_commas_inside_quotes_brackets_and_braces_do_not_split():
 def test_a_spec_must_be_a_non_empty_string(spec):
     with pytest.raises(ValueError, match="a schedule spec must be a non-empty string"):
         split_spec(spec)
+
+
+@pytest.mark.parametrize("raw", ["[30,60", "30,60]", "[30,x]"])
+def test_a_list_needs_both_brackets_and_numbers(raw):
+    with pytest.raises(ValueError, match="must be a list of numbers like"):
+        Schedule.from_spec("multistep", params={"milestones": raw})

@@ -329,6 +329,8 @@ def test_builtin_models_follow_the_contract_and_the_footprint_sizes_chunks(monke
     per = member_bytes(task, BATCH, torch.float64, cpu)
     small = member_bytes(_task("mlp"), BATCH, torch.float64, cpu)
     assert per > 0 and small > 0
+    # the step's temporaries are measured, not only the state: they grow with the batch
+    assert member_bytes(task, 2 * BATCH, torch.float64, cpu) > per
     from lrlab.train import devices
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 5 * per)
