@@ -237,6 +237,8 @@ def test_mixed_groups_keep_input_order_and_report_progress() -> None:
     total = 2 * 20 + 30 + 200
     assert calls[-1] == (total, total)
     assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
+    # progress counts member-steps: each group ends at its members times its steps so far
+    assert (2 * 20, total) in calls and (2 * 20 + 30, total) in calls
 
 
 def test_num_threads_is_restored() -> None:
