@@ -331,6 +331,12 @@ def test_builtin_models_follow_the_contract_and_the_footprint_sizes_chunks(monke
     assert per > 0 and small > 0
     # the step's temporaries are measured, not only the state: they grow with the batch
     assert member_bytes(task, 2 * BATCH, torch.float64, cpu) > per
+    # a member needs at least its own state, its gradients and an optimizer's moments: checked
+    # on a model whose state outweighs a small batch's temporaries
+    wide = get_task("digits_logreg")
+    m = wide.model.init([0], dtype=torch.float64, device=cpu)
+    state = sum(t.numel() * t.element_size() for t in (*m.params, *m.buffers))
+    assert member_bytes(wide, 8, torch.float64, cpu) > 4 * state
     from lrlab.train import devices
 
     monkeypatch.setattr(devices, "free_memory", lambda device: 5 * per)

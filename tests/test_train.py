@@ -387,3 +387,19 @@ def test_member_order_is_the_documented_stream_of_permutations():
 def test_run_config_defaults():
     cfg = RunConfig(0.1, Constant())
     assert (cfg.seed, cfg.steps, cfg.optimizer, cfg.options) == (0, None, "sgd", {})
+
+
+def test_compiling_switches_a_compilable_model_on_for_the_block_only():
+    from types import SimpleNamespace
+
+    from lrlab.train.engine import compiling
+
+    model = SimpleNamespace(compile=False)
+    with compiling(model, True):
+        assert model.compile is True
+    assert model.compile is False
+    with compiling(model, False):
+        assert model.compile is False
+    plain = SimpleNamespace()  # a model without the attribute is left alone
+    with compiling(plain, True):
+        assert not hasattr(plain, "compile")

@@ -33,7 +33,7 @@ MEMBERS = {
     "sgd": [{}, {"weight_decay": 0.1}, {"weight_decay": 1.0}],  # 1: as strong as the gradient
     "momentum": [{}, {"momentum": 0.5, "weight_decay": 0.1},
                  {"momentum": 0.0, "weight_decay": 1.0}],
-    "adam": [{}, {"beta1": 0.5, "beta2": 0.9, "eps": 1e-3}, {"weight_decay": 0.1, "beta1": 0.0}],
+    "adam": [{}, {"beta1": 0.5, "beta2": 0.9, "eps": 1e-3}, {"weight_decay": 1.0, "beta1": 0.0}],
     "adamw": [{}, {"beta1": 0.5, "beta2": 0.9, "eps": 1e-3}, {"weight_decay": 0.0}],
     "schedulefree_sgd": [{}, {"beta": 0.5, "weight_decay": 0.1, "warmup_fraction": 0.5},
                          {"warmup_fraction": 0.0}],

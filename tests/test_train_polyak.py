@@ -98,6 +98,7 @@ def test_frozen_member_keeps_its_state():
         opt.step([q], [g], torch.tensor([0.5, 0.5], dtype=torch.float64),
                  torch.tensor([True, False]))
         assert torch.equal(q[1], p[1]) and not torch.equal(q[0], p[0])
+        assert opt.state_dict()["k"] == 1  # the step is counted in the saved state
         if kind != "sp":
             assert opt.alpha[0][1].tolist() == [0.0, 0.0] and opt.alpha[0][0, 0] != 0
             assert opt.alpha_mean[0][1] == 0 and torch.isfinite(opt.alpha_mean[0]).all()
