@@ -75,6 +75,9 @@ def test_edge_side():
     assert edge_side([0.8, 0.1, 0.4, 0.2], [1, 4, 2, 3]) == "high"  # order does not matter
     with pytest.raises(ValueError, match="same length"):
         edge_side(grid, [1, 2])
+    with pytest.raises(ValueError, match="grid"):  # no point at all: no edge to speak of
+        edge_side([], [])
+    assert edge_side([0.1], [1.0]) is None  # a single point has no inside
 
 
 def test_extend_edge_extends_in_the_direction_of_the_best():
