@@ -133,6 +133,11 @@ def test_tolerable_factor():
     assert tolerable_factor([1, 2, 4], [1.0, 1.0, 1.0]) == 1.0
     assert tolerable_factor([1, 2, 4], [1.01, 1.01, 1.0]) == 1.0
     assert tolerable_factor([1, 2], [2.0, 1.0]) == 1.0  # two points: a grid, its best an edge
+    # each side is checked at each distance: a bad point below stops the growth as one above
+    assert tolerable_factor(lrs, [1.1, 9.0, 1.0, 1.01, 1.02], slack=0.1) == 1.0
+    assert tolerable_factor(lrs, [1.02, 1.01, 1.0, 9.0, 1.1], slack=0.1) == 1.0
+    assert tolerable_factor(lrs, [9.0, 1.05, 1.0, 1.01, 1.02], slack=0.1) == 4.0
+    assert tolerable_factor(lrs, [1.02, 1.01, 1.0, 1.05, 9.0], slack=0.1) == 4.0
     # growth stops at the last point on either side, not one past it
     assert tolerable_factor([1, 2, 4, 8], [1.02, 1.01, 1.0, 1.01]) == 4.0
     assert tolerable_factor([1, 2, 4, 8], [1.01, 1.0, 1.01, 1.02]) == 4.0

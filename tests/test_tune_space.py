@@ -105,3 +105,7 @@ def test_grid_size_counts_what_log_grid_gives_without_building_it() -> None:
 
     assert grid_size(0.125, 2, factor=2) == 5 == len(log_grid(0.125, 2, factor=2))
     assert grid_size(1e-3, 1.0, per_decade=4) == len(log_grid(1e-3, 1.0, per_decade=4))
+    # the limit is inclusive: a grid of exactly max_points points is built
+    assert len(log_grid(0.125, 2, factor=2, max_points=5)) == 5
+    with pytest.raises(ValueError, match="over the limit of 4"):
+        log_grid(0.125, 2, factor=2, max_points=4)

@@ -135,3 +135,16 @@ def test_an_unreachable_postgres_server_is_not_called_a_missing_driver() -> None
     with pytest.raises(ValueError, match="cannot open storage") as err:
         open_storage("postgresql://nobody@127.0.0.1:1/none")
     assert "not installed" not in str(err.value)
+
+
+def test_a_long_reported_curve_is_thinned_to_its_ends_and_curve_points() -> None:
+    from lrlab.tune.executors import CURVE_POINTS
+    from lrlab.tune.study import outcome_result
+
+    n = 5 * CURVE_POINTS + 3
+    out = {"steps": list(range(n)), "losses": [float(i) for i in range(n)], "loss": 0.5,
+           "metric": None, "diverged": False, "diverged_at": None}
+    res = outcome_result(out)
+    assert res.curve_steps[0] == 0 and res.curve_steps[-1] == n - 1
+    assert len(res.curve_steps) == CURVE_POINTS
+    np.testing.assert_array_equal(res.curve_loss, res.curve_steps.astype(float))
