@@ -109,3 +109,16 @@ def test_grid_size_counts_what_log_grid_gives_without_building_it() -> None:
     assert len(log_grid(0.125, 2, factor=2, max_points=5)) == 5
     with pytest.raises(ValueError, match="over the limit of 4"):
         log_grid(0.125, 2, factor=2, max_points=4)
+
+
+def test_log_uniform_sample_is_the_documented_draw():
+    """exp of uniform draws in [log lo, log hi] from ``numpy.random.default_rng(seed)``, seed 0
+    by default, one column per parameter in the order given."""
+    space = LogUniform({"lr": (1e-3, 1.0), "weight_decay": (1e-5, 1e-1)})
+    rng = np.random.default_rng(0)
+    lr = np.exp(rng.uniform(np.log(1e-3), np.log(1.0), size=4))
+    wd = np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), size=4))
+    got = space.sample(4)
+    assert got == space.sample(4, seed=0)
+    np.testing.assert_allclose([p["lr"] for p in got], lr, rtol=1e-15)
+    np.testing.assert_allclose([p["weight_decay"] for p in got], wd, rtol=1e-15)
