@@ -148,3 +148,18 @@ def test_a_long_reported_curve_is_thinned_to_its_ends_and_curve_points() -> None
     assert res.curve_steps[0] == 0 and res.curve_steps[-1] == n - 1
     assert len(res.curve_steps) == CURVE_POINTS
     np.testing.assert_array_equal(res.curve_loss, res.curve_steps.astype(float))
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgresql+psycopg://u@h/db"])
+def test_a_missing_postgres_driver_says_what_to_install(url, monkeypatch) -> None:
+    from lrlab.tune import study as study_module
+
+    def no_driver(url, kwargs):
+        raise ImportError("No module named 'psycopg'")
+
+    monkeypatch.setattr(study_module, "_rdb_storage", no_driver)
+    with pytest.raises(ValueError, match=r"driver psycopg is not installed: pip install"):
+        study_module.open_storage(url)
+    with pytest.raises(ValueError, match="cannot open storage") as err:  # another scheme
+        study_module.open_storage("mysql://u@h/db")
+    assert "pip install" not in str(err.value)
