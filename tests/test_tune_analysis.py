@@ -114,6 +114,10 @@ def test_seed_table_counts_diverged_seeds_as_infinite():
     t = seed_table(df)
     assert list(t.mean_loss) == [2.0, np.inf]
     assert list(t.n_diverged) == [0, 1] and t.std_loss.iloc[0] == 1.0
+    # the documented columns, sorted by (schedule, lr), on a plain 0..n-1 index
+    assert list(t.columns) == ["schedule", "lr", "mean_loss", "std_loss", "min_loss",
+                               "max_loss", "n_seeds", "n_diverged"]
+    assert list(t.index) == [0, 1]
 
 
 def test_tolerable_factor():

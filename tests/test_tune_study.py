@@ -438,3 +438,20 @@ def test_results_follow_the_settings_schedule_order_and_trial_0_can_be_told(tmp_
     second = study.ask(str(tmp_path / "f"))
     study.tell(second["trial"], loss=2.0)
     assert study.results()["schedule"].tolist() == ["cosine", "constant"]  # as given
+
+
+def test_creating_a_study_needs_its_lease(tmp_path) -> None:
+    """A new study whose name another driver holds (two creators started at once) is refused,
+    and nothing is created."""
+    import time
+
+    db = tmp_path / "c.db"
+    Study.open("other", settings(), str(db)).close()  # creates the lease table
+    now = time.time()
+    with sqlite3.connect(db) as con:
+        con.execute("insert into lrlab_leases values ('new', 'x', 'elsewhere', 1, ?, ?)",
+                    (now, now))
+    with pytest.raises(ValueError, match="is being run by pid 1 on elsewhere"):
+        Study.open("new", settings(), str(db))
+    with pytest.raises(ValueError, match="no study named 'new'"):
+        Study.open("new", None, str(db))
