@@ -163,3 +163,20 @@ def test_a_missing_postgres_driver_says_what_to_install(url, monkeypatch) -> Non
     with pytest.raises(ValueError, match="cannot open storage") as err:  # another scheme
         study_module.open_storage("mysql://u@h/db")
     assert "pip install" not in str(err.value)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_recorded_run_is_marked_with_its_source(tmp_path, prepared) -> None:
+    """Stored into a new trial or into the waiting trial the grid already enqueued, an outside
+    run is COMPLETE and names its source in ``lrlab_recorded``; the trials the study trains
+    carry no such mark."""
+    study = Study.open("s", settings(), str(tmp_path / "r.db"))
+    if prepared:
+        study.prepare()
+    res = fake_runner(None, [study.settings.config({"lr": 4.0}, "constant", 0)])[0]
+    assert study.record("constant", 4.0, 0, res, "pilot")
+    study.run(LocalExecutor(runner=fake_runner))
+    marked = [t for t in study.optuna_study.get_trials() if "lrlab_recorded" in t.user_attrs]
+    assert len(marked) == 1 and marked[0].user_attrs["lrlab_recorded"] == "pilot"
+    assert marked[0].state == optuna.trial.TrialState.COMPLETE
+    assert (marked[0].params["schedule"], marked[0].params["lr"]) == ("constant", 4.0)
