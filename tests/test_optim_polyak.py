@@ -358,3 +358,33 @@ def test_a_parameter_without_gradient_counts_as_a_zero_gradient(cls):
     (lr_none, a_none, m_none), (lr_zero, a_zero, m_zero) = results
     assert lr_none == lr_zero and m_none == m_zero
     assert cls is SP or (torch.equal(a_none, a_zero) and float(a_none.abs().sum()) > 0)
+
+
+@pytest.mark.parametrize("cls", [SP, TAPS, MOTAPS])
+def test_a_closure_gives_the_step_of_its_losses(cls):
+    """``step(closure, indices=...)`` with a closure that recomputes the gradient and returns
+    the per-example losses is the step of ``step(losses=..., indices=...)``; giving both is
+    an error."""
+    A, b = logistic_data()
+    At, bt = torch.from_numpy(A), torch.from_numpy(b)
+    idx = [2, 7, 11]
+    ends = []
+    for use_closure in (False, True):
+        w = torch.zeros(D, dtype=torch.float64, requires_grad=True)
+        opt = cls([w], n=N) if cls is not SP else cls([w])
+
+        def closure(opt=opt, w=w):
+            opt.zero_grad()
+            losses = torch.nn.functional.softplus(-bt[idx] * (At[idx] @ w))
+            losses.mean().backward()
+            return losses.detach()
+
+        for _ in range(3):
+            if use_closure:
+                opt.step(closure, indices=idx)
+            else:
+                opt.step(losses=closure(), indices=idx)
+        ends.append(w.detach().clone())
+        with pytest.raises(ValueError, match="either losses= or a closure, not both"):
+            opt.step(closure, losses=closure(), indices=idx)
+    assert torch.equal(ends[0], ends[1]) and float(ends[0].abs().sum()) > 0

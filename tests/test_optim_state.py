@@ -346,3 +346,18 @@ def test_loading_replaces_the_state_of_an_optimizer_that_has_stepped(name):
         step(used, params, k, case)
         step(start, start_params, k, case)
     assert all(torch.equal(a, b) for a, b in zip(params, start_params, strict=True))
+
+
+def test_momo_older_layout_with_fewer_step_sizes_than_groups():
+    """Older state dicts kept MoMo's per-group step sizes in a list that could be shorter than
+    the groups (a group that had not stepped): such a group loads with no step size yet, and
+    reports its lr until its next step."""
+    case = CASES["Momo"]
+    params, opt = run_until_split(case)
+    old = old_layout(opt, plain_copy(opt))
+    old["scalars"]["tau"] = old["scalars"]["tau"][:1]
+    fresh = case.make(groups_of(clone_params(params), case.spec))
+    fresh.load_state_dict(roundtrip(old))
+    assert fresh.param_groups[0]["tau"] == opt.param_groups[0]["tau"]
+    assert fresh.param_groups[1]["tau"] is None
+    assert fresh.effective_lr() == [opt.effective_lr()[0], fresh.param_groups[1]["lr"]]
