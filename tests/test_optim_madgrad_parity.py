@@ -11,6 +11,7 @@ MADGRAD_OPTIONS = [
     {"lr": 0.05},
     {"lr": 0.05, "weight_decay": 0.1},
     {"lr": 0.05, "weight_decay": 0.1, "decouple_decay": True},
+    {"lr": 0.05, "weight_decay": 1.0},  # a decay as strong as the loss
     {"lr": 0.05, "momentum": 0.0},
     {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.1, "decouple_decay": True},
     {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.1},

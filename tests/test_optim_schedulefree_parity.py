@@ -19,6 +19,7 @@ SGD_OPTIONS = [
 ADAMW_OPTIONS = [
     {"lr": 0.05},
     {"lr": 0.05, "weight_decay": 0.1},
+    {"lr": 0.05, "weight_decay": 1.0},  # a decay as strong as the loss
     {"lr": 0.05, "warmup_steps": 10},
     {"lr": 0.05, "betas": (0.7, 0.9), "eps": 1e-4, "r": 1.0, "weight_lr_power": 1.0},
     {"lr": 0.02, "betas": (0.95, 0.0), "warmup_steps": 30, "weight_decay": 0.01},
