@@ -119,6 +119,7 @@ BAD = [
     (DAdaptAdam, {"eps": 0.0}, "eps"),
     (DAdaptAdam, {"eps": float("inf")}, "eps"),
     (DAdaptAdam, {"decouple": 1}, "decouple"),
+    (DAdaptAdam, {"use_bias_correction": 1}, "use_bias_correction"),
     (DAdaptAdam, {"layer_scale": -1.0}, "layer_scale"),
     (DAdaptAdaGrad, {"eps": -1.0}, "eps"),
     (DAdaptAdaGrad, {"momentum": 1.5}, "momentum"),

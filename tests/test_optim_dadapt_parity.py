@@ -32,6 +32,7 @@ CASES = [
     (DAdaptAdam, {}, None, None),
     (DAdaptAdam, {"weight_decay": 0.1}, None, None),
     (DAdaptAdam, {"weight_decay": 0.1, "decouple": True}, None, None),
+    (DAdaptAdam, {"weight_decay": 1.0, "decouple": True}, None, None),  # as strong as the loss
     (DAdaptAdam, {"use_bias_correction": True}, None, None),
     (DAdaptAdam, {"betas": (0.8, 0.99), "eps": 1e-5}, None, None),
     (DAdaptAdam, {"growth_rate": 1.05, "lr": 0.5}, None, None),

@@ -124,15 +124,16 @@ def test_cube_root_edges_and_fallback(dtype):
                        half.pow(1.0 / 3.0))
 
 
+@pytest.mark.parametrize("add", [0.5, 1.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
-def test_cube_root_adds_its_offset_on_both_paths(dtype):
+def test_cube_root_adds_its_offset_on_both_paths(dtype, add):
     """``add`` (MADGRAD's eps) is added after the root by Newton's path (float32/64) and by the
     ``torch.pow`` fallback (other dtypes) alike."""
     x = torch.tensor([0.0, 1.0, 8.0, 1e-3, 27.0], dtype=dtype)
     root = cube_root([x], [torch.empty_like(x)], Scratch())[0].clone()
-    shifted = cube_root([x], [torch.empty_like(x)], Scratch(), add=0.5)[0]
-    assert torch.equal(shifted, root + 0.5)
-    assert float(shifted[0]) == 0.5
+    shifted = cube_root([x], [torch.empty_like(x)], Scratch(), add=add)[0]
+    assert torch.equal(shifted, root + add)
+    assert float(shifted[0]) == add
 
 
 @pytest.mark.parametrize("make", [lambda g: MADGRAD(g, lr=0.01),

@@ -252,6 +252,7 @@ def one_step(opt, w, **kw):
         ({"losses": 1.0}, "needs the example indices"),
         ({"losses": 1.0, "indices": [N]}, f"example index {N} is out of range"),
         ({"losses": 1.0, "indices": [-1]}, "example index -1 is out of range"),
+        ({"losses": torch.ones(2), "indices": [0, N]}, f"example index {N} is out of range"),
         ({"losses": torch.ones(2), "indices": [0]}, "got 2 losses but 1 indices"),
         ({"losses": float("nan"), "indices": [0]}, "non-finite loss"),
         ({"losses": 1.0, "indices": [0.5]}, "indices must be integers"),

@@ -18,6 +18,7 @@ def every_third(k: int) -> tuple[int, ...]:
 # (options, the option under test): each case must also differ from the run without that option
 OPTIONS = [
     ({"weight_decay": 0.1}, "weight_decay"),
+    ({"weight_decay": 1.0}, "weight_decay"),  # a decay as strong as the loss
     ({"weight_decay": 0.1, "decouple": False}, "decouple"),
     ({"use_bias_correction": True}, "use_bias_correction"),
     ({"safeguard_warmup": True, "lr": 0.5}, "safeguard_warmup"),
