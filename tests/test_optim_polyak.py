@@ -389,3 +389,13 @@ def test_a_closure_gives_the_step_of_its_losses(cls):
         with pytest.raises(ValueError, match="either losses= or a closure, not both"):
             opt.step(closure, losses=closure(), indices=idx)
     assert torch.equal(ends[0], ends[1]) and float(ends[0].abs().sum()) > 0
+
+
+def test_without_averaging_no_z_buffer_is_kept():
+    """beta = 0 steps w directly: no per-parameter buffer z is spent (memory, state dict)."""
+    A, b = logistic_data()
+    order = np.random.default_rng(4).integers(N, size=N)
+    for beta, has_z in ((0.0, False), (0.5, True)):
+        w, opt = run_torch(TAPS, order, A, b, n=N, lr=0.5, beta=beta)
+        anchor = opt.param_groups[0]["params"][0]
+        assert ("z" in opt.state[anchor]) == has_z

@@ -82,3 +82,29 @@ def test_reference_fails_a_warm_up_from_zero():
     compute_grads(reference.param_groups[0]["params"], 0)
     with pytest.raises(ZeroDivisionError):
         reference.step()
+
+
+def test_wrapper_under_a_rising_lr_matches_reference():
+    """A warm-up driven from outside (the group's lr rising step by step) moves the running
+    maximum of the lr that weighs the average; constant-lr runs cannot see it."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ours_p, ref_p = make_params(), make_params()
+        ours = ScheduleFreeWrapper(torch.optim.SGD(ours_p, lr=0.0))
+        theirs = ref.ScheduleFreeWrapper(torch.optim.SGD(ref_p, lr=0.0))
+        ours.train()
+        theirs.train()
+        for k in range(30):
+            lr = 0.3 * min(1.0, (k + 1) / 10)
+            for opt, params in ((ours, ours_p), (theirs, ref_p)):
+                opt.param_groups[0]["lr"] = lr
+                compute_grads(params, k)
+                opt.step()
+        ours.eval()
+        theirs.eval()
+        for a, b in zip(ours_p, ref_p, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
+        assert not torch.equal(ours_p[0], make_params()[0])
+    finally:
+        torch.set_default_dtype(previous)

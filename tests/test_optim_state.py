@@ -361,3 +361,15 @@ def test_momo_older_layout_with_fewer_step_sizes_than_groups():
     assert fresh.param_groups[0]["tau"] == opt.param_groups[0]["tau"]
     assert fresh.param_groups[1]["tau"] is None
     assert fresh.effective_lr() == [opt.effective_lr()[0], fresh.param_groups[1]["lr"]]
+
+
+def test_dual_averaging_older_layout_with_fewer_weights_than_groups():
+    """Older state dicts kept the dual-averaging weights in a list that could be shorter than
+    the groups: such a group loads with weight 0, as before its first step."""
+    case = CASES["MADGRAD"]
+    params, opt = run_until_split(case)
+    old = old_layout(opt, plain_copy(opt))
+    old["scalars"]["dual_weight"] = old["scalars"]["dual_weight"][:1]
+    fresh = case.make(groups_of(clone_params(params), case.spec))
+    fresh.load_state_dict(roundtrip(old))
+    assert fresh.effective_lr() == [opt.effective_lr()[0], 0.0]
