@@ -201,6 +201,7 @@ def test_wrapper_over_a_learning_rate_free_base_uses_its_d():
     base = Prodigy(params, lr=0.5)
     opt = ScheduleFreeWrapper(base)
     opt.train()
+    assert opt.effective_lr() == [0.0]  # no step taken yet
     for k in range(8):
         compute_grads(params, k)
         opt.step()
