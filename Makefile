@@ -31,7 +31,8 @@ lint: setup
 
 # Mutation campaign over the core modules (not part of `make test`; see docs/testing.md).
 # `make mutants MODULE=refine`, `make mutants SAMPLE=20` (mutants drawn per module),
-# `make mutants ARGS=--survivors` (rerun the stored survivors), `make mutants ARGS=--report`.
+# `make mutants ARGS=--survivors` (rerun the stored survivors), `make mutants ARGS=--report`,
+# `make mutants MODULE=optim SAMPLE=100 ARGS=--unrun` (a sample of mutants not run yet).
 MODULE ?=
 SAMPLE ?= 0
 ARGS   ?=
