@@ -521,20 +521,22 @@ def main(argv: list[str] | None = None) -> int:
             if not args.survivors and args.sample and args.sample < len(pool):
                 pool = random.Random(f"{args.seed}:{mod}").sample(pool, args.sample)
             todo.extend(pool)
-        def done(m: Mutant) -> None:
-            """Saved after every mutant (an interrupted run keeps what it measured), merged
-            into the file as it is now (runs of other modules may be writing it too)."""
-            with _results_lock():
-                records.update(load_results())
-                records[m.id] = asdict(m)
-                save(records, every, totals)
+        def done(m: Mutant) -> None:  # saved after every mutant: an interrupted run keeps
+            merge_save(records, every, totals, asdict(m))  # what it measured
 
         run(todo, args.timeout_factor, done)
+    print_summary(merge_save(records, every, totals))
+    return 0
+
+
+def merge_save(records: dict[str, dict], every: dict, totals: dict[str, int],
+               *new: dict) -> dict:
+    """``records`` updated from the results file as it is now (campaigns of other modules may
+    be writing it too), then with ``new``, saved under the lock; returns the summary."""
     with _results_lock():
         records.update(load_results())
-        summary = save(records, every, totals)
-    print_summary(summary)
-    return 0
+        records.update({r["id"]: r for r in new})
+        return save(records, every, totals)
 
 
 def save(records: dict[str, dict], every: dict, totals: dict[str, int]) -> dict:

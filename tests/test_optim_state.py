@@ -348,16 +348,23 @@ def test_loading_replaces_the_state_of_an_optimizer_that_has_stepped(name):
     assert all(torch.equal(a, b) for a, b in zip(params, start_params, strict=True))
 
 
+def load_older_layout_with_one_entry(name: str, key: str):
+    """(the optimizer after ``SPLIT`` steps, a fresh one loaded from its older-layout state
+    dict whose per-group list ``scalars[key]`` kept only the first group's entry)."""
+    case = CASES[name]
+    params, opt = run_until_split(case)
+    old = old_layout(opt, plain_copy(opt))
+    old["scalars"][key] = old["scalars"][key][:1]
+    fresh = case.make(groups_of(clone_params(params), case.spec))
+    fresh.load_state_dict(roundtrip(old))
+    return opt, fresh
+
+
 def test_momo_older_layout_with_fewer_step_sizes_than_groups():
     """Older state dicts kept MoMo's per-group step sizes in a list that could be shorter than
     the groups (a group that had not stepped): such a group loads with no step size yet, and
     reports its lr until its next step."""
-    case = CASES["Momo"]
-    params, opt = run_until_split(case)
-    old = old_layout(opt, plain_copy(opt))
-    old["scalars"]["tau"] = old["scalars"]["tau"][:1]
-    fresh = case.make(groups_of(clone_params(params), case.spec))
-    fresh.load_state_dict(roundtrip(old))
+    opt, fresh = load_older_layout_with_one_entry("Momo", "tau")
     assert fresh.param_groups[0]["tau"] == opt.param_groups[0]["tau"]
     assert fresh.param_groups[1]["tau"] is None
     assert fresh.effective_lr() == [opt.effective_lr()[0], fresh.param_groups[1]["lr"]]
@@ -366,10 +373,5 @@ def test_momo_older_layout_with_fewer_step_sizes_than_groups():
 def test_dual_averaging_older_layout_with_fewer_weights_than_groups():
     """Older state dicts kept the dual-averaging weights in a list that could be shorter than
     the groups: such a group loads with weight 0, as before its first step."""
-    case = CASES["MADGRAD"]
-    params, opt = run_until_split(case)
-    old = old_layout(opt, plain_copy(opt))
-    old["scalars"]["dual_weight"] = old["scalars"]["dual_weight"][:1]
-    fresh = case.make(groups_of(clone_params(params), case.spec))
-    fresh.load_state_dict(roundtrip(old))
+    opt, fresh = load_older_layout_with_one_entry("MADGRAD", "dual_weight")
     assert fresh.effective_lr() == [opt.effective_lr()[0], 0.0]

@@ -3,6 +3,7 @@
 import math
 import os
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -35,6 +36,15 @@ def fake_runner(task, configs, progress=None):
     if progress is not None:
         progress(len(configs) * (configs[0].steps or 1), len(configs) * (configs[0].steps or 1))
     return out
+
+
+def hold_elsewhere(db, study: str) -> None:
+    """Another driver (pid 1 on host 'elsewhere', a fresh heartbeat) holds ``study``'s lease in
+    the SQLite file ``db`` (whose lease table must exist)."""
+    now = time.time()
+    with sqlite3.connect(db) as con:
+        con.execute("insert into lrlab_leases values (?, 'x', 'elsewhere', 1, ?, ?)",
+                    (study, now, now))
 
 
 def settings(**kw):
@@ -302,17 +312,12 @@ def test_settings_stored_before_optimizer_options_load():
 def test_every_write_of_a_study_needs_its_lease(tmp_path) -> None:
     """Growing the grid, storing an outside run and training all refuse while another
     driver (another host, a fresh heartbeat) holds the study."""
-    import time
-
     db = tmp_path / "l.db"
     study = Study.open("s", settings(), str(db))
     study.run(LocalExecutor(runner=fake_runner))
     res = fake_runner(None, [study.settings.config({"lr": 4.0}, "constant", 0)])[0]
     study.close()
-    now = time.time()
-    with sqlite3.connect(db) as con:
-        con.execute("insert into lrlab_leases values ('s', 'other', 'elsewhere', 1, ?, ?)",
-                    (now, now))
+    hold_elsewhere(db, "s")
     held = "is being run by pid 1 on elsewhere"
     # reading needs no lease: the study opens, with or without its settings
     assert len(Study.open("s", settings(), str(db)).results()) == len(study.results())
@@ -405,8 +410,6 @@ def test_a_study_not_made_by_lrlab_is_refused_and_leaves_no_lease(tmp_path) -> N
 def test_a_half_created_study_is_completed_only_by_the_lease_holder(tmp_path) -> None:
     """A study stored without its refined schedule (its creator stopped in between) gets the
     pilot run by whoever opens it next, but not while another driver holds it."""
-    import time
-
     import optuna
 
     from lrlab.tune.study import REFINED_ATTR, SETTINGS_ATTR
@@ -417,10 +420,7 @@ def test_a_half_created_study_is_completed_only_by_the_lease_holder(tmp_path) ->
     raw = optuna.create_study(storage=f"sqlite:///{db}", study_name="h")
     raw.set_user_attr(SETTINGS_ATTR, s.to_dict())
     Study.open("other", settings(), str(db)).close()  # creates the lease table
-    now = time.time()
-    with sqlite3.connect(db) as con:
-        con.execute("insert into lrlab_leases values ('h', 'x', 'elsewhere', 1, ?, ?)",
-                    (now, now))
+    hold_elsewhere(db, "h")
     with pytest.raises(ValueError, match="is being run by pid 1 on elsewhere"):
         Study.open("h", None, str(db))
     with sqlite3.connect(db) as con:
@@ -443,14 +443,9 @@ def test_results_follow_the_settings_schedule_order_and_trial_0_can_be_told(tmp_
 def test_creating_a_study_needs_its_lease(tmp_path) -> None:
     """A new study whose name another driver holds (two creators started at once) is refused,
     and nothing is created."""
-    import time
-
     db = tmp_path / "c.db"
     Study.open("other", settings(), str(db)).close()  # creates the lease table
-    now = time.time()
-    with sqlite3.connect(db) as con:
-        con.execute("insert into lrlab_leases values ('new', 'x', 'elsewhere', 1, ?, ?)",
-                    (now, now))
+    hold_elsewhere(db, "new")
     with pytest.raises(ValueError, match="is being run by pid 1 on elsewhere"):
         Study.open("new", settings(), str(db))
     with pytest.raises(ValueError, match="no study named 'new'"):
